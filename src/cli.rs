@@ -1,0 +1,463 @@
+//! The `keeptrack` command: serve, init, user, demo, audit.
+
+use std::{io::Write, net::SocketAddr, process::ExitCode};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use jiff::{Timestamp, tz::TimeZone};
+use serde_json::json;
+
+use crate::{
+    audit, clock,
+    config::{DEFAULT_DATABASE_URL, redact_url},
+    demo,
+    domain::{
+        audit::{Action, Category, Entry},
+        record::{Fields, RecordKind},
+    },
+    ledger::{ActorRef, Context, Ledger, password},
+    store::{self, Db},
+    web,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "keeptrack",
+    version,
+    about = "A studio back office in which every change is accounted for"
+)]
+pub struct Cli {
+    /// Database: sqlite://FILE (created if missing) or postgres://USER:PASS@HOST/DB.
+    #[arg(long, env = "KEEPTRACK_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+    /// Log format for the server's own logs.
+    #[arg(long, env = "KEEPTRACK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the HTTP server (creates the database and the owner account on first run).
+    Serve {
+        #[arg(long, env = "KEEPTRACK_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Create the database and the owner account; prints a one-time password.
+    Init {
+        #[arg(long, default_value = "owner")]
+        username: String,
+        #[arg(long, default_value = "Studio Owner")]
+        name: String,
+        #[arg(long, default_value = "OWN")]
+        initials: String,
+    },
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Fill an empty studio with realistic data, all through the audited write path.
+    Demo {
+        #[arg(long, default_value_t = 2000)]
+        clients: usize,
+        #[arg(long, default_value_t = 5000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add a user; prints a generated password unless --password-stdin is given.
+    Add {
+        #[arg(long)]
+        username: String,
+        /// Display name, e.g. "Mary K Hill".
+        #[arg(long)]
+        name: String,
+        /// 2 to 4 letters, used in time stamps.
+        #[arg(long)]
+        initials: String,
+        /// owner, manager or staff.
+        #[arg(long, default_value = "staff")]
+        group: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// List entries, newest first.
+    List {
+        /// From this date (YYYY-MM-DD, studio time) or instant (RFC 3339), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this date (inclusive) or instant (exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// A user's username, initials or id.
+        #[arg(long)]
+        actor: Option<String>,
+        /// appointments, clients, invoices, payments, sessions, user_authentication,
+        /// invoice_discounts or system.
+        #[arg(long)]
+        category: Option<String>,
+        /// create, update, delete, restore, post, unlock, void, install or preference.
+        #[arg(long)]
+        action: Option<String>,
+        /// A record type (client) or one record (client:12).
+        #[arg(long)]
+        record: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Continue after the page that printed this cursor.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let url = cli.database_url.clone();
+    let db = Db::open(&url)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
+    let ledger = Ledger::start(db.clone()).await?;
+    let result = match cli.command {
+        Cmd::Serve { listen } => serve(&ledger, &url, listen).await,
+        Cmd::Init {
+            username,
+            name,
+            initials,
+        } => init(&ledger, &username, &name, &initials).await,
+        Cmd::User(UserCmd::Add {
+            username,
+            name,
+            initials,
+            group,
+            email,
+            password_stdin,
+        }) => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            let fields = user_fields(&username, &name, &initials, &group, email.as_deref());
+            add_user(&ledger, fields, password).await
+        }
+        Cmd::Demo {
+            clients,
+            sessions,
+            seed,
+        } => {
+            run_demo(
+                &ledger,
+                demo::Plan {
+                    clients,
+                    sessions,
+                    seed,
+                },
+            )
+            .await
+        }
+        Cmd::Audit(AuditCmd::List {
+            from,
+            to,
+            actor,
+            category,
+            action,
+            record,
+            limit,
+            cursor,
+            format,
+        }) => {
+            let q = AuditFilterArgs {
+                from,
+                to,
+                actor,
+                category,
+                action,
+                record,
+                limit,
+                cursor,
+            };
+            audit_list(&db, q, format).await
+        }
+    };
+    drop(ledger);
+    db.close().await;
+    result
+}
+
+/// Who the command line acts as: the person at the terminal, as the system knows them.
+fn cli_actor() -> Context {
+    let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    Context::new(ActorRef::Automation(format!("command line ({who})")))
+}
+
+fn user_fields(
+    username: &str,
+    name: &str,
+    initials: &str,
+    group: &str,
+    email: Option<&str>,
+) -> Fields {
+    let v = json!({"username": username, "display_name": name, "initials": initials,
+                   "security_group": group, "email": email});
+    v.as_object().cloned().unwrap_or_default()
+}
+
+async fn add_user(
+    ledger: &Ledger,
+    fields: Fields,
+    password: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let generated = password.is_none();
+    let password = password.unwrap_or_else(password::generate);
+    let out = ledger.create_user(cli_actor(), fields, &password).await?;
+    let record = out.record.context("no user was made")?;
+    println!(
+        "Added {}.",
+        RecordKind::User.label(record.id, &record.fields)
+    );
+    if generated {
+        println!("Password (shown once): {password}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn has_users(db: &Db) -> anyhow::Result<bool> {
+    Ok(store::records::count(db, RecordKind::User).await? > 0)
+}
+
+async fn init(
+    ledger: &Ledger,
+    username: &str,
+    name: &str,
+    initials: &str,
+) -> anyhow::Result<ExitCode> {
+    if has_users(ledger.db()).await? {
+        bail!("this studio is already set up: it has users (add more with `keeptrack user add`)");
+    }
+    add_user(
+        ledger,
+        user_fields(username, name, initials, "owner", None),
+        None,
+    )
+    .await?;
+    println!("Sign in as {username:?} with that password, then change it.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(ledger: &Ledger, url: &str, listen: SocketAddr) -> anyhow::Result<ExitCode> {
+    if !has_users(ledger.db()).await? {
+        println!(
+            "First run: created {} with an owner account.",
+            redact_url(url)
+        );
+        init(ledger, "owner", "Studio Owner", "OWN").await?;
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!("Keeptrack is serving on http://{}", listener.local_addr()?);
+    let state = web::AppState {
+        ledger: ledger.clone(),
+    };
+    web::serve(listener, state, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_demo(ledger: &Ledger, plan: demo::Plan) -> anyhow::Result<ExitCode> {
+    let bar = indicatif::ProgressBar::new(plan.commands());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} changes ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let tick = {
+        let bar = bar.clone();
+        move || bar.inc(1)
+    };
+    demo::fill(ledger, &plan, clock::now(), tick).await?;
+    bar.finish();
+    let size = store::audit_log::size(ledger.db()).await?;
+    println!(
+        "Demo studio ready: {} clients, {} sessions with appointments, invoices and payments; the audit log holds {size} entries.",
+        plan.clients, plan.sessions
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+struct AuditFilterArgs {
+    from: Option<String>,
+    to: Option<String>,
+    actor: Option<String>,
+    category: Option<String>,
+    action: Option<String>,
+    record: Option<String>,
+    limit: i64,
+    cursor: Option<String>,
+}
+
+/// A date is a whole day in the studio's time zone; anything else must be an instant.
+fn parse_bound(s: &str, tz: &TimeZone, end: bool) -> anyhow::Result<Timestamp> {
+    if let Ok(date) = s.parse::<jiff::civil::Date>() {
+        let day = if end { date.tomorrow()? } else { date };
+        return Ok(day.to_zoned_datetime(tz.clone())?.timestamp());
+    }
+    s.parse::<Timestamp>().with_context(|| {
+        format!("{s:?} is neither a date (2018-10-18) nor an instant (2018-10-18T15:00:00Z)")
+    })
+}
+
+async fn audit_query(db: &Db, a: AuditFilterArgs) -> anyhow::Result<audit::Query> {
+    let prefs = store::preferences::all(db).await?;
+    let tz = prefs
+        .get("studio.time_zone")
+        .and_then(|n| TimeZone::get(n).ok())
+        .unwrap_or_else(TimeZone::system);
+    let mut q = audit::Query {
+        limit: a.limit,
+        ..Default::default()
+    };
+    q.from = a
+        .from
+        .as_deref()
+        .map(|s| parse_bound(s, &tz, false))
+        .transpose()?;
+    q.to =
+        a.to.as_deref()
+            .map(|s| parse_bound(s, &tz, true))
+            .transpose()?;
+    if let Some(actor) = a.actor {
+        let id = match actor.parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => match store::records::find_id(
+                db,
+                RecordKind::User,
+                "username",
+                &actor.to_lowercase(),
+            )
+            .await?
+            {
+                Some(id) => Some(id),
+                None => {
+                    store::records::find_id(db, RecordKind::User, "initials", &actor.to_uppercase())
+                        .await?
+                }
+            },
+        };
+        q.actor_id = Some(id.with_context(|| format!("no user is called {actor:?}"))?);
+    }
+    if let Some(c) = a.category {
+        q.category = Some(
+            Category::parse(&c).with_context(|| format!("no audit category is called {c:?}"))?,
+        );
+    }
+    if let Some(x) = a.action {
+        q.action = Some(Action::parse(&x).with_context(|| format!("no action is called {x:?}"))?);
+    }
+    if let Some(r) = a.record {
+        let (kind, id) = match r.split_once(':') {
+            Some((k, id)) => (
+                k,
+                Some(
+                    id.parse::<i64>()
+                        .with_context(|| format!("{id:?} is not a record id"))?,
+                ),
+            ),
+            None => (r.as_str(), None),
+        };
+        q.record_type = Some(
+            RecordKind::parse(kind)
+                .with_context(|| format!("no record type is called {kind:?}"))?,
+        );
+        q.record_id = id;
+    }
+    if let Some(c) = a.cursor {
+        q.cursor =
+            Some(audit::Cursor::parse(&c).context("that cursor is not one this command printed")?);
+    }
+    Ok(q)
+}
+
+async fn audit_list(db: &Db, args: AuditFilterArgs, format: Format) -> anyhow::Result<ExitCode> {
+    let q = audit_query(db, args).await?;
+    let page = audit::list(db, &q).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &page)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:>7}  {:<27}  {:<5}  {:<18}  {:<10}  {:<32}  CHANGES",
+                "#", "TIME (UTC)", "WHO", "CATEGORY", "ACTION", "RECORD"
+            )?;
+            for e in &page.entries {
+                writeln!(out, "{}", table_row(e))?;
+            }
+            if let Some(next) = &page.next {
+                writeln!(out, "More: --cursor {next}")?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table_row(e: &Entry) -> String {
+    let time =
+        Timestamp::from_microsecond(e.ts).map_or_else(|_| e.ts.to_string(), |t| t.to_string());
+    let record = e.rec.as_ref().map_or(String::new(), |r| r.label.clone());
+    let changes: Vec<String> = e
+        .diff
+        .iter()
+        .filter(|c| !(c.old.is_null() && c.new.is_null()))
+        .map(|c| format!("{}: {} → {}", c.field, c.old, c.new))
+        .collect();
+    let mut changes = changes.join("; ");
+    if let Some(reason) = &e.reason {
+        changes.push_str(&format!(" (reason: {reason})"));
+    }
+    format!(
+        "{:>7}  {:<27}  {:<5}  {:<18}  {:<10}  {:<32}  {}",
+        e.i,
+        time,
+        e.actor.initials,
+        e.cat.as_str(),
+        e.act.as_str(),
+        record,
+        changes
+    )
+}

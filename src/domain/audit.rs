@@ -1,0 +1,292 @@
+//! The audit entry: who did what to which record, what changed and why, serialised once
+//! as canonical JSON (RFC 8785). Those bytes are what is stored, hashed and verified.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{diff::Change, record::Fields};
+
+/// The schema version inside every entry.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Spectra's Preferences > Audit Logging, plus the always-on System category.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Appointments,
+    Clients,
+    Invoices,
+    Payments,
+    Sessions,
+    UserAuthentication,
+    InvoiceDiscounts,
+    System,
+}
+
+impl Category {
+    pub const ALL: [Self; 8] = [
+        Self::Appointments,
+        Self::Clients,
+        Self::Invoices,
+        Self::Payments,
+        Self::Sessions,
+        Self::UserAuthentication,
+        Self::InvoiceDiscounts,
+        Self::System,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Appointments => "appointments",
+            Self::Clients => "clients",
+            Self::Invoices => "invoices",
+            Self::Payments => "payments",
+            Self::Sessions => "sessions",
+            Self::UserAuthentication => "user_authentication",
+            Self::InvoiceDiscounts => "invoice_discounts",
+            Self::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The name Spectra's preferences page uses.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Appointments => "Appointments",
+            Self::Clients => "Clients",
+            Self::Invoices => "Invoices",
+            Self::Payments => "Payments",
+            Self::Sessions => "Sessions",
+            Self::UserAuthentication => "User Authentication (Security Overrides)",
+            Self::InvoiceDiscounts => "Invoice Discounts Applied",
+            Self::System => "System",
+        }
+    }
+
+    /// System is always on, so that switching logging off is itself on record.
+    pub fn switchable(self) -> bool {
+        self != Self::System
+    }
+
+    /// The preference key holding the switch.
+    pub fn preference_key(self) -> String {
+        format!("audit.{}", self.as_str())
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    Restore,
+    Post,
+    Unlock,
+    Void,
+    /// The database was created; the first entry of every log.
+    Install,
+    /// A preference (including an audit switch) changed.
+    Preference,
+}
+
+impl Action {
+    pub const ALL: [Self; 9] = [
+        Self::Create,
+        Self::Update,
+        Self::Delete,
+        Self::Restore,
+        Self::Post,
+        Self::Unlock,
+        Self::Void,
+        Self::Install,
+        Self::Preference,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Restore => "restore",
+            Self::Post => "post",
+            Self::Unlock => "unlock",
+            Self::Void => "void",
+            Self::Install => "install",
+            Self::Preference => "preference",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    User,
+    /// The system acting by itself (SPSA).
+    System,
+    /// A rule acting on someone's behalf: a trigger, a scheduled job, an import.
+    Automation,
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::System => "system",
+            Self::Automation => "automation",
+        }
+    }
+}
+
+/// Who acted, with initials and name as they were at that moment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub kind: ActorKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    pub initials: String,
+    pub name: String,
+}
+
+/// The manager whose credentials allowed an action the actor may not do alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authoriser {
+    pub id: i64,
+    pub initials: String,
+    pub name: String,
+    pub permission: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordRef {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: i64,
+    pub label: String,
+}
+
+/// Where a change came from, when it came over HTTP.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ua: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub v: u32,
+    /// The log's origin, so an entry cannot be passed off as another studio's.
+    pub log: String,
+    /// Position in the log, inside the bytes so that swapped rows fail on their own.
+    pub i: i64,
+    /// Microseconds since the Unix epoch, UTC.
+    pub ts: i64,
+    pub cat: Category,
+    pub act: Action,
+    pub actor: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Authoriser>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rec: Option<RecordRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<Change>,
+    /// The whole record, on delete, so that nothing deleted is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snap: Option<Fields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<Request>,
+}
+
+impl Entry {
+    /// The canonical bytes (RFC 8785). Computed once, at append; never recomputed to verify.
+    pub fn to_canonical_bytes(&self) -> Vec<u8> {
+        serde_json_canonicalizer::to_vec(self).expect("entries hold only JSON-safe values")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// RFC 9162 leaf hash: SHA-256(0x00 || bytes).
+pub fn leaf_hash(bytes: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(bytes);
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry() -> Entry {
+        Entry {
+            v: SCHEMA_VERSION,
+            log: "keeptrack.test/audit".into(),
+            i: 7,
+            ts: 1_539_874_804_000_000,
+            cat: Category::Clients,
+            act: Action::Update,
+            actor: Actor {
+                kind: ActorKind::User,
+                id: Some(3),
+                initials: "MKH".into(),
+                name: "Mary K Hill".into(),
+            },
+            auth: None,
+            rec: Some(RecordRef {
+                kind: "client".into(),
+                id: 12,
+                label: "Client #1042 Jane Smith".into(),
+            }),
+            diff: vec![Change {
+                field: "email".into(),
+                old: json!("old@x.com"),
+                new: json!("new@x.com"),
+            }],
+            snap: None,
+            reason: Some("Client requested change 10/7/2018".into()),
+            req: None,
+        }
+    }
+
+    #[test]
+    fn canonical_bytes_sort_keys_and_omit_absent_parts() {
+        let bytes = entry().to_canonical_bytes();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"act":"update","actor":{"id":3,"initials":"MKH","kind":"user","name":"Mary K Hill"},"cat":"clients","diff":[{"f":"email","new":"new@x.com","old":"old@x.com"}],"i":7,"log":"keeptrack.test/audit","reason":"Client requested change 10/7/2018","rec":{"id":12,"label":"Client #1042 Jane Smith","type":"client"},"ts":1539874804000000,"v":1}"#
+        );
+        assert_eq!(Entry::from_bytes(&bytes).unwrap(), entry());
+    }
+
+    #[test]
+    fn leaf_hash_is_rfc9162() {
+        // RFC 6962 test vector: the hash of the empty leaf.
+        let h = leaf_hash(b"");
+        assert_eq!(
+            h.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+        );
+    }
+}

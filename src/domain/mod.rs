@@ -1,0 +1,15 @@
+//! Pure business rules: records, their fields and validation, diffs, the audit entry,
+//! configurable lists and permissions. No IO, no SQL, no HTTP.
+
+pub mod appointment;
+pub mod audit;
+pub mod client;
+pub mod diff;
+pub mod field;
+pub mod invoice;
+pub mod list;
+pub mod payment;
+pub mod permission;
+pub mod record;
+pub mod session;
+pub mod user;

@@ -1,0 +1,910 @@
+//! One command inside the writer's transaction: load, check, write, read back, diff, log.
+
+use std::collections::BTreeMap;
+
+use jiff::{Timestamp, tz::TimeZone};
+use serde_json::Value;
+
+use super::{ActorRef, Command, Context, Error, Outcome};
+use crate::domain::{
+    audit::{
+        Action, Actor, ActorKind, Authoriser, Category, Entry, RecordRef, SCHEMA_VERSION, leaf_hash,
+    },
+    diff::{self, Change, HIDDEN},
+    field::{FieldError, FieldType},
+    invoice::DISCOUNT_FIELDS,
+    list::{ListKind, due_date},
+    permission::{Group, Permission, allows},
+    record::{Fields, RecordKind, check_input},
+    session,
+    user::SYSTEM_INITIALS,
+};
+use crate::store::{
+    WriteTx, audit_log, lists, preferences,
+    records::{self, StoredRecord},
+};
+
+pub(super) const ORIGIN_KEY: &str = "log.origin";
+pub(super) const TIME_ZONE_KEY: &str = "studio.time_zone";
+
+/// What the writer carries from one command to the next within a batch. Cloned before
+/// each command so a failed one can be undone with its savepoint.
+#[derive(Clone, Debug)]
+pub(super) struct State {
+    pub next_idx: i64,
+    pub prefs: BTreeMap<String, String>,
+}
+
+impl State {
+    pub async fn load(tx: &mut WriteTx) -> Result<Self, Error> {
+        Ok(Self {
+            next_idx: audit_log::head_size(tx).await?,
+            prefs: preferences::all_for_write(tx).await?,
+        })
+    }
+
+    fn logging(&self, category: Category) -> bool {
+        !category.switchable()
+            || self
+                .prefs
+                .get(&category.preference_key())
+                .map(String::as_str)
+                != Some("off")
+    }
+
+    fn time_zone(&self) -> TimeZone {
+        self.prefs
+            .get(TIME_ZONE_KEY)
+            .and_then(|name| TimeZone::get(name).ok())
+            .unwrap_or_else(TimeZone::system)
+    }
+}
+
+/// One command's run: the transaction, who acts, and on whose authority.
+pub(super) struct Run<'a> {
+    tx: &'a mut WriteTx,
+    state: &'a mut State,
+    ctx: &'a Context,
+    now: Timestamp,
+    actor: Actor,
+    group: Option<Group>,
+    authoriser: Option<Authoriser>,
+}
+
+pub(super) async fn apply(
+    tx: &mut WriteTx,
+    state: &mut State,
+    ctx: &Context,
+    command: Command,
+    now: Timestamp,
+) -> Result<Outcome, Error> {
+    let (actor, group) = resolve_actor(tx, &ctx.actor).await?;
+    let mut run = Run {
+        tx,
+        state,
+        ctx,
+        now,
+        actor,
+        group,
+        authoriser: None,
+    };
+    match command {
+        Command::Create { kind, fields } => {
+            if kind == RecordKind::User {
+                return Err(Error::invalid(
+                    "kind",
+                    "users are added with their password (create_user)",
+                ));
+            }
+            run.create(kind, fields, Fields::new()).await
+        }
+        Command::CreateUser {
+            fields,
+            password_hash,
+        } => {
+            let mut system = Fields::new();
+            system.insert("password_hash".into(), password_hash.into());
+            run.create(RecordKind::User, fields, system).await
+        }
+        Command::Update {
+            kind,
+            id,
+            fields,
+            expected_version,
+        } => run.update(kind, id, fields, expected_version).await,
+        Command::Delete {
+            kind,
+            id,
+            expected_version,
+        } => run.delete(kind, id, expected_version).await,
+        Command::Restore { kind, id } => run.restore(kind, id).await,
+        Command::Post { kind, id } => run.set_flag(kind, id, "posted", true, Action::Post).await,
+        Command::Unlock { kind, id } => {
+            run.set_flag(kind, id, "posted", false, Action::Unlock)
+                .await
+        }
+        Command::VoidPayment { id } => {
+            run.set_flag(RecordKind::Payment, id, "voided", true, Action::Void)
+                .await
+        }
+        Command::SetPassword {
+            user_id,
+            password_hash,
+        } => run.set_password(user_id, password_hash).await,
+        Command::SetAuditLogging { category, enabled } => {
+            run.set_audit_logging(category, enabled).await
+        }
+        Command::SetTimeZone { time_zone } => run.set_time_zone(time_zone).await,
+        Command::Install => run.install().await,
+    }
+}
+
+async fn resolve_actor(
+    tx: &mut WriteTx,
+    actor: &ActorRef,
+) -> Result<(Actor, Option<Group>), Error> {
+    Ok(match actor {
+        ActorRef::User(id) => {
+            let user = active_user(tx, *id).await?;
+            let text = |f: &str| user.fields[f].as_str().unwrap_or_default().to_owned();
+            let actor = Actor {
+                kind: ActorKind::User,
+                id: Some(*id),
+                initials: text("initials"),
+                name: text("display_name"),
+            };
+            (actor, Group::parse(&text("security_group")))
+        }
+        ActorRef::System => (
+            Actor {
+                kind: ActorKind::System,
+                id: None,
+                initials: SYSTEM_INITIALS.into(),
+                name: "System".into(),
+            },
+            None,
+        ),
+        ActorRef::Automation(name) => (
+            Actor {
+                kind: ActorKind::Automation,
+                id: None,
+                initials: SYSTEM_INITIALS.into(),
+                name: name.clone(),
+            },
+            None,
+        ),
+    })
+}
+
+async fn active_user(tx: &mut WriteTx, id: i64) -> Result<StoredRecord, Error> {
+    match records::get_for_write(tx, RecordKind::User, id).await? {
+        Some(u) if !u.is_deleted() && u.fields["active"] == Value::Bool(true) => Ok(u),
+        _ => Err(Error::NotPermitted(format!(
+            "user {id} is not an active user"
+        ))),
+    }
+}
+
+fn unchanged(record: StoredRecord) -> Outcome {
+    Outcome {
+        record: Some(record),
+        changed: false,
+        audit_index: None,
+    }
+}
+
+impl Run<'_> {
+    fn micros(&self) -> i64 {
+        self.now.as_microsecond()
+    }
+
+    fn today(&self) -> jiff::civil::Date {
+        self.now.to_zoned_datetime(self.state.time_zone()).date()
+    }
+
+    /// Passes if the actor may do this, or if a manager's credentials allow it (both are
+    /// then on record); system actors may do anything.
+    async fn permit(&mut self, permission: Permission) -> Result<(), Error> {
+        let Some(group) = self.group else {
+            return Ok(());
+        };
+        if allows(group, permission) {
+            return Ok(());
+        }
+        let Some(by) = self.ctx.authorized_by else {
+            return Err(Error::Forbidden(permission));
+        };
+        let user = active_user(self.tx, by).await?;
+        let text = |f: &str| user.fields[f].as_str().unwrap_or_default().to_owned();
+        match Group::parse(&text("security_group")) {
+            Some(g) if allows(g, permission) => {
+                self.authoriser = Some(Authoriser {
+                    id: by,
+                    initials: text("initials"),
+                    name: text("display_name"),
+                    permission: permission.as_str().to_owned(),
+                });
+                Ok(())
+            }
+            _ => Err(Error::Forbidden(permission)),
+        }
+    }
+
+    async fn permit_kind(&mut self, kind: RecordKind) -> Result<(), Error> {
+        if kind == RecordKind::User {
+            self.permit(Permission::UsersAndSecurity).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Appends the entry if its category is logged; returns its index.
+    async fn log(
+        &mut self,
+        category: Category,
+        action: Action,
+        rec: Option<RecordRef>,
+        diff: Vec<Change>,
+        snap: Option<Fields>,
+    ) -> Result<Option<i64>, Error> {
+        if !self.state.logging(category) {
+            return Ok(None);
+        }
+        let idx = self.state.next_idx;
+        let entry = Entry {
+            v: SCHEMA_VERSION,
+            log: self
+                .state
+                .prefs
+                .get(ORIGIN_KEY)
+                .cloned()
+                .unwrap_or_default(),
+            i: idx,
+            ts: self.micros(),
+            cat: category,
+            act: action,
+            actor: self.actor.clone(),
+            auth: self.authoriser.clone(),
+            rec: rec.clone(),
+            diff,
+            snap,
+            reason: self.ctx.reason.clone(),
+            req: self.ctx.request.clone(),
+        };
+        let bytes = entry.to_canonical_bytes();
+        let hash = leaf_hash(&bytes);
+        audit_log::append(
+            self.tx,
+            &audit_log::NewEntry {
+                idx,
+                ts: entry.ts,
+                category: category.as_str(),
+                action: action.as_str(),
+                actor_kind: self.actor.kind.as_str(),
+                actor_id: self.actor.id,
+                record_type: rec.as_ref().map(|r| r.kind.as_str()),
+                record_id: rec.as_ref().map(|r| r.id),
+                bytes: &bytes,
+                leaf_hash: &hash,
+            },
+        )
+        .await?;
+        self.state.next_idx += 1;
+        Ok(Some(idx))
+    }
+
+    /// Logs a record change under its kind's category; invoice changes that touch the
+    /// discount go under Invoice Discounts Applied when that is on.
+    async fn log_record(
+        &mut self,
+        record: &StoredRecord,
+        kind: RecordKind,
+        action: Action,
+        diff: Vec<Change>,
+        snap: Option<Fields>,
+    ) -> Result<Option<i64>, Error> {
+        let mut category = kind.category();
+        let discount = kind == RecordKind::Invoice
+            && diff
+                .iter()
+                .any(|c| DISCOUNT_FIELDS.contains(&c.field.as_str()) && !c.new.is_null());
+        if discount && self.state.logging(Category::InvoiceDiscounts) {
+            category = Category::InvoiceDiscounts;
+        }
+        let rec = RecordRef {
+            kind: kind.as_str().to_owned(),
+            id: record.id,
+            label: kind.label(record.id, &record.fields),
+        };
+        self.log(category, action, Some(rec), diff, snap).await
+    }
+
+    async fn load(&mut self, kind: RecordKind, id: i64) -> Result<StoredRecord, Error> {
+        records::get_for_write(self.tx, kind, id)
+            .await?
+            .ok_or(Error::NotFound { kind, id })
+    }
+
+    async fn load_live(&mut self, kind: RecordKind, id: i64) -> Result<StoredRecord, Error> {
+        let record = self.load(kind, id).await?;
+        if record.is_deleted() {
+            return Err(Error::Deleted {
+                label: kind.label(id, &record.fields),
+            });
+        }
+        Ok(record)
+    }
+
+    fn check_version(
+        kind: RecordKind,
+        record: &StoredRecord,
+        expected: Option<i64>,
+    ) -> Result<(), Error> {
+        match expected {
+            Some(v) if v != record.version => Err(Error::Conflict {
+                label: kind.label(record.id, &record.fields),
+                current_version: record.version,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Posted money is corrected by new documents; voided payments are final.
+    fn check_unlocked(kind: RecordKind, record: &StoredRecord) -> Result<(), Error> {
+        let label = || kind.label(record.id, &record.fields);
+        if kind.postable() && record.fields["posted"] == Value::Bool(true) {
+            return Err(Error::Locked {
+                label: label(),
+                state: "posted",
+                hint: "unlock it first, or correct it with a refund or credit",
+            });
+        }
+        if record.fields.get("voided") == Some(&Value::Bool(true)) {
+            return Err(Error::Locked {
+                label: label(),
+                state: "voided",
+                hint: "record a new payment instead",
+            });
+        }
+        Ok(())
+    }
+
+    async fn create(
+        &mut self,
+        kind: RecordKind,
+        input: Fields,
+        system: Fields,
+    ) -> Result<Outcome, Error> {
+        self.permit_kind(kind).await?;
+        let mut fields = check_input(kind, &input, true).map_err(Error::Invalid)?;
+        fields.extend(system);
+        self.fill_defaults(kind, &mut fields).await?;
+        let fields = kind.normalize(&fields).map_err(Error::Invalid)?;
+        self.check_references(kind, &fields, None).await?;
+        self.check_unique(kind, &fields, None, None).await?;
+        let mut fields = fields;
+        if let Some((name, first)) = kind.numbering() {
+            let number = records::next_number(self.tx, kind, first).await?;
+            fields.insert(name.to_owned(), number.into());
+        }
+        let id = records::insert(self.tx, kind, &fields, self.micros()).await?;
+        let record = self.load(kind, id).await?;
+        let diff = diff::created(kind, &record.fields);
+        let audit_index = self
+            .log_record(&record, kind, Action::Create, diff, None)
+            .await?;
+        Ok(Outcome {
+            record: Some(record),
+            changed: true,
+            audit_index,
+        })
+    }
+
+    async fn fill_defaults(&mut self, kind: RecordKind, fields: &mut Fields) -> Result<(), Error> {
+        let absent = |f: &Fields, name: &str| f.get(name).is_none_or(Value::is_null);
+        let today = Value::from(self.today().to_string());
+        if let Some((name, _)) = kind.numbering() {
+            // Validation sees a placeholder; the real number is taken once all checks pass,
+            // so refused commands use up no numbers.
+            fields.insert(name.to_owned(), 0.into());
+        }
+        match kind {
+            RecordKind::Session => {
+                if absent(fields, "session_status_id")
+                    && let Some(first) =
+                        lists::first_active(self.tx, ListKind::SessionStatus).await?
+                {
+                    fields.insert("session_status_id".into(), first.id.into());
+                }
+                self.default_end(fields, "session_type_id").await?;
+                self.set_status_due(fields).await?;
+            }
+            RecordKind::Appointment => self.default_end(fields, "appointment_type_id").await?,
+            RecordKind::Invoice => {
+                if absent(fields, "invoice_date") {
+                    fields.insert("invoice_date".into(), today);
+                }
+                if absent(fields, "lines") {
+                    fields.insert("lines".into(), Value::Array(vec![]));
+                }
+            }
+            RecordKind::Payment => {
+                if absent(fields, "paid_on") {
+                    fields.insert("paid_on".into(), today);
+                }
+            }
+            RecordKind::User => {
+                if !fields.contains_key("active") {
+                    fields.insert("active".into(), true.into());
+                }
+            }
+            RecordKind::Client => {}
+        }
+        Ok(())
+    }
+
+    /// An end time left out is the start plus the type's default length.
+    async fn default_end(&mut self, fields: &mut Fields, type_field: &str) -> Result<(), Error> {
+        if fields.get("ends_at").is_some_and(|v| !v.is_null()) {
+            return Ok(());
+        }
+        let start = fields
+            .get("starts_at")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<Timestamp>().ok());
+        let type_id = fields.get(type_field).and_then(Value::as_i64);
+        if let (Some(start), Some(type_id)) = (start, type_id)
+            && let Some(minutes) = lists::get_for_write(self.tx, type_id)
+                .await?
+                .and_then(|i| i.minutes)
+        {
+            let end = start + jiff::SignedDuration::from_mins(minutes);
+            fields.insert("ends_at".into(), end.to_string().into());
+        }
+        Ok(())
+    }
+
+    /// A session's status falls due the status's duration in business days from today.
+    async fn set_status_due(&mut self, fields: &mut Fields) -> Result<(), Error> {
+        let status = fields.get("session_status_id").and_then(Value::as_i64);
+        let days = match status {
+            Some(id) => lists::get_for_write(self.tx, id)
+                .await?
+                .and_then(|i| i.days),
+            None => None,
+        };
+        let due = days
+            .filter(|d| *d > 0)
+            .map(|d| Value::from(due_date(self.today(), d).to_string()));
+        fields.insert("status_due".into(), due.unwrap_or(Value::Null));
+        Ok(())
+    }
+
+    /// Every reference must point at a live record or an active list entry. On update,
+    /// only the references that change are checked: a list entry retired later does not
+    /// lock the records that use it.
+    async fn check_references(
+        &mut self,
+        kind: RecordKind,
+        fields: &Fields,
+        before: Option<&Fields>,
+    ) -> Result<(), Error> {
+        let mut errors = Vec::new();
+        for field in kind.fields() {
+            let Some(id) = fields.get(field.name).and_then(Value::as_i64) else {
+                continue;
+            };
+            if before.is_some_and(|b| b.get(field.name) == fields.get(field.name)) {
+                continue;
+            }
+            let problem = match field.ty {
+                FieldType::Ref(target) if !records::is_live(self.tx, target, id).await? => {
+                    format!("must refer to an existing {target} (not {id})")
+                }
+                FieldType::Choice(list) if !records::choice_is_valid(self.tx, list, id).await? => {
+                    let list = list.as_str().replace('_', " ");
+                    format!("must be an active {list} entry (not {id})")
+                }
+                _ => continue,
+            };
+            errors.push(FieldError::new(field.name, problem));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(errors))
+        }
+    }
+
+    async fn check_unique(
+        &mut self,
+        kind: RecordKind,
+        fields: &Fields,
+        before: Option<&Fields>,
+        id: Option<i64>,
+    ) -> Result<(), Error> {
+        let mut errors = Vec::new();
+        for field in kind
+            .fields()
+            .iter()
+            .filter(|f| f.unique && f.access != crate::domain::field::Access::System)
+        {
+            let value = fields.get(field.name).unwrap_or(&Value::Null);
+            if value.is_null() || before.is_some_and(|b| b.get(field.name) == Some(value)) {
+                continue;
+            }
+            if records::is_taken(self.tx, kind, field, value, id).await? {
+                errors.push(FieldError::new(
+                    field.name,
+                    format!("{value} is already taken"),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(errors))
+        }
+    }
+
+    async fn update(
+        &mut self,
+        kind: RecordKind,
+        id: i64,
+        input: Fields,
+        expected_version: Option<i64>,
+    ) -> Result<Outcome, Error> {
+        self.permit_kind(kind).await?;
+        let before = self.load_live(kind, id).await?;
+        Self::check_version(kind, &before, expected_version)?;
+        Self::check_unlocked(kind, &before)?;
+        let input = check_input(kind, &input, false).map_err(Error::Invalid)?;
+        let mut merged = before.fields.clone();
+        merged.extend(input);
+        if kind == RecordKind::Session {
+            session::on_update(&before.fields, &mut merged);
+            if merged.get("session_status_id") != before.fields.get("session_status_id") {
+                self.set_status_due(&mut merged).await?;
+            }
+        }
+        let after = kind.normalize(&merged).map_err(Error::Invalid)?;
+        let changes = diff::diff(kind, &before.fields, &after);
+        if changes.is_empty() {
+            return Ok(unchanged(before));
+        }
+        self.check_references(kind, &after, Some(&before.fields))
+            .await?;
+        self.check_unique(kind, &after, Some(&before.fields), Some(id))
+            .await?;
+        self.write_changes(kind, before, &after, changes, Action::Update)
+            .await
+    }
+
+    /// Writes the changed fields of `after`, reads the record back and logs the change.
+    async fn write_changes(
+        &mut self,
+        kind: RecordKind,
+        before: StoredRecord,
+        after: &Fields,
+        changes: Vec<Change>,
+        action: Action,
+    ) -> Result<Outcome, Error> {
+        let values: Fields = changes
+            .iter()
+            .map(|c| (c.field.clone(), after[&c.field].clone()))
+            .collect();
+        records::update(
+            self.tx,
+            kind,
+            before.id,
+            before.version,
+            &values,
+            self.micros(),
+        )
+        .await?;
+        let record = self.load(kind, before.id).await?;
+        let audit_index = self
+            .log_record(&record, kind, action, changes, None)
+            .await?;
+        Ok(Outcome {
+            record: Some(record),
+            changed: true,
+            audit_index,
+        })
+    }
+
+    async fn delete(
+        &mut self,
+        kind: RecordKind,
+        id: i64,
+        expected_version: Option<i64>,
+    ) -> Result<Outcome, Error> {
+        self.permit(Permission::DeleteRecords).await?;
+        self.permit_kind(kind).await?;
+        let before = self.load_live(kind, id).await?;
+        Self::check_version(kind, &before, expected_version)?;
+        Self::check_unlocked(kind, &before)?;
+        self.check_unused(kind, &before).await?;
+        records::set_deleted(
+            self.tx,
+            kind,
+            id,
+            before.version,
+            Some(self.micros()),
+            self.micros(),
+        )
+        .await?;
+        let record = self.load(kind, id).await?;
+        let audit_index = self
+            .log_record(
+                &record,
+                kind,
+                Action::Delete,
+                vec![],
+                Some(snapshot(kind, &before.fields)),
+            )
+            .await?;
+        Ok(Outcome {
+            record: Some(record),
+            changed: true,
+            audit_index,
+        })
+    }
+
+    /// A client with sessions, invoices or payments cannot go (as in Spectra), nor an
+    /// invoice with payments, nor a session with invoices or appointments.
+    async fn check_unused(&mut self, kind: RecordKind, record: &StoredRecord) -> Result<(), Error> {
+        let id = record.id;
+        let uses: Vec<(&str, i64)> = match kind {
+            RecordKind::Client => vec![
+                (
+                    "session",
+                    records::referrers(self.tx, RecordKind::Session, "client_id", id).await?,
+                ),
+                (
+                    "invoice",
+                    records::referrers(self.tx, RecordKind::Invoice, "client_id", id).await?
+                        + records::referrers(self.tx, RecordKind::Invoice, "bill_to_client_id", id)
+                            .await?,
+                ),
+                ("payment", records::client_payments(self.tx, id).await?),
+            ],
+            RecordKind::Invoice => vec![(
+                "payment",
+                records::referrers(self.tx, RecordKind::Payment, "invoice_id", id).await?,
+            )],
+            RecordKind::Session => vec![
+                (
+                    "invoice",
+                    records::referrers(self.tx, RecordKind::Invoice, "session_id", id).await?,
+                ),
+                (
+                    "appointment",
+                    records::referrers(self.tx, RecordKind::Appointment, "session_id", id).await?,
+                ),
+            ],
+            _ => vec![],
+        };
+        let named: Vec<String> = uses
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!("{n} {what}{}", if n == 1 { "" } else { "s" }))
+            .collect();
+        if named.is_empty() {
+            return Ok(());
+        }
+        Err(Error::InUse(format!(
+            "{} still has {}; delete or move them first",
+            kind.label(id, &record.fields),
+            join_and(&named)
+        )))
+    }
+
+    async fn restore(&mut self, kind: RecordKind, id: i64) -> Result<Outcome, Error> {
+        self.permit(Permission::DeleteRecords).await?;
+        self.permit_kind(kind).await?;
+        let before = self.load(kind, id).await?;
+        if !before.is_deleted() {
+            return Ok(unchanged(before));
+        }
+        // What it points at must be live again first (restore the client, then its session).
+        self.check_references(kind, &before.fields, None)
+            .await
+            .map_err(|e| match e {
+                Error::Invalid(errors) => Error::InUse(format!(
+                    "{} cannot be restored: {}",
+                    kind.label(id, &before.fields),
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+                e => e,
+            })?;
+        records::set_deleted(self.tx, kind, id, before.version, None, self.micros()).await?;
+        let record = self.load(kind, id).await?;
+        let audit_index = self
+            .log_record(&record, kind, Action::Restore, vec![], None)
+            .await?;
+        Ok(Outcome {
+            record: Some(record),
+            changed: true,
+            audit_index,
+        })
+    }
+
+    /// Post, unlock and void: one system-owned flag, each with its own permission.
+    async fn set_flag(
+        &mut self,
+        kind: RecordKind,
+        id: i64,
+        flag: &str,
+        value: bool,
+        action: Action,
+    ) -> Result<Outcome, Error> {
+        if !kind.postable() {
+            return Err(Error::invalid(
+                "kind",
+                format!("{kind} records are not posted"),
+            ));
+        }
+        let permission = match action {
+            Action::Unlock => Permission::UnlockPosted,
+            Action::Void => Permission::DeleteRecords,
+            _ => Permission::Post,
+        };
+        self.permit(permission).await?;
+        let before = self.load_live(kind, id).await?;
+        if before.fields[flag] == Value::Bool(value) {
+            return Ok(unchanged(before));
+        }
+        if action == Action::Void {
+            Self::check_unlocked(kind, &before)?;
+        }
+        let mut after = before.fields.clone();
+        after.insert(flag.to_owned(), value.into());
+        let changes = diff::diff(kind, &before.fields, &after);
+        self.write_changes(kind, before, &after, changes, action)
+            .await
+    }
+
+    async fn set_password(
+        &mut self,
+        user_id: i64,
+        password_hash: String,
+    ) -> Result<Outcome, Error> {
+        if self.actor.id != Some(user_id) {
+            self.permit(Permission::UsersAndSecurity).await?;
+        }
+        let before = self.load_live(RecordKind::User, user_id).await?;
+        let mut after = before.fields.clone();
+        after.insert("password_hash".into(), password_hash.into());
+        let changes = diff::diff(RecordKind::User, &before.fields, &after);
+        self.write_changes(RecordKind::User, before, &after, changes, Action::Update)
+            .await
+    }
+
+    async fn set_preference(
+        &mut self,
+        key: String,
+        old: Option<String>,
+        new: String,
+    ) -> Result<Outcome, Error> {
+        preferences::set(self.tx, &key, &new).await?;
+        self.state.prefs.insert(key.clone(), new.clone());
+        let change = Change {
+            field: key,
+            old: old.map_or(Value::Null, Value::from),
+            new: Value::from(new),
+        };
+        let audit_index = self
+            .log(
+                Category::System,
+                Action::Preference,
+                None,
+                vec![change],
+                None,
+            )
+            .await?;
+        Ok(Outcome {
+            record: None,
+            changed: true,
+            audit_index,
+        })
+    }
+
+    async fn set_audit_logging(
+        &mut self,
+        category: Category,
+        enabled: bool,
+    ) -> Result<Outcome, Error> {
+        self.permit(Permission::Preferences).await?;
+        if !category.switchable() {
+            return Err(Error::invalid(
+                "category",
+                "System entries are always logged",
+            ));
+        }
+        if self.state.logging(category) == enabled {
+            return Ok(Outcome {
+                record: None,
+                changed: false,
+                audit_index: None,
+            });
+        }
+        let key = category.preference_key();
+        let old = Some(if enabled { "off" } else { "on" }.to_owned());
+        let new = if enabled { "on" } else { "off" }.to_owned();
+        self.set_preference(key, old, new).await
+    }
+
+    async fn set_time_zone(&mut self, time_zone: String) -> Result<Outcome, Error> {
+        self.permit(Permission::Preferences).await?;
+        let time_zone = time_zone.trim().to_owned();
+        if TimeZone::get(&time_zone).is_err() {
+            return Err(Error::invalid(
+                "time_zone",
+                format!("{time_zone:?} is not an IANA time zone name"),
+            ));
+        }
+        let old = self.state.prefs.get(TIME_ZONE_KEY).cloned();
+        if old.as_deref() == Some(time_zone.as_str()) {
+            return Ok(Outcome {
+                record: None,
+                changed: false,
+                audit_index: None,
+            });
+        }
+        self.set_preference(TIME_ZONE_KEY.to_owned(), old, time_zone)
+            .await
+    }
+
+    /// A new database: default lists, a fresh origin for its log, and entry 0.
+    async fn install(&mut self) -> Result<Outcome, Error> {
+        if self.state.prefs.contains_key(ORIGIN_KEY) {
+            return Ok(Outcome {
+                record: None,
+                changed: false,
+                audit_index: None,
+            });
+        }
+        lists::seed_defaults(self.tx).await?;
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| Error::NotPermitted(format!("no randomness: {e}")))?;
+        let install_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let origin = format!("keeptrack.{install_id}/audit");
+        preferences::set(self.tx, ORIGIN_KEY, &origin).await?;
+        self.state.prefs.insert(ORIGIN_KEY.into(), origin.clone());
+        let change = Change {
+            field: ORIGIN_KEY.into(),
+            old: Value::Null,
+            new: origin.into(),
+        };
+        let audit_index = self
+            .log(Category::System, Action::Install, None, vec![change], None)
+            .await?;
+        Ok(Outcome {
+            record: None,
+            changed: true,
+            audit_index,
+        })
+    }
+}
+
+/// A deleted record's full fields for the log, secrets hidden.
+fn snapshot(kind: RecordKind, fields: &Fields) -> Fields {
+    let mut snap = fields.clone();
+    for field in kind.fields().iter().filter(|f| f.secret) {
+        snap.insert(field.name.to_owned(), HIDDEN.into());
+    }
+    snap
+}
+
+fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}

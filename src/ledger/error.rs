@@ -1,0 +1,53 @@
+//! Why a command wrote nothing.
+
+use crate::domain::{field::FieldError, permission::Permission, record::RecordKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid input: {}", list(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("{kind} {id} does not exist")]
+    NotFound { kind: RecordKind, id: i64 },
+    #[error("{label} was changed by someone else (now version {current_version})")]
+    Conflict { label: String, current_version: i64 },
+    #[error("{label} is deleted; restore it first")]
+    Deleted { label: String },
+    #[error("{label} is {state}; {hint}")]
+    Locked {
+        label: String,
+        state: &'static str,
+        hint: &'static str,
+    },
+    #[error("{0}")]
+    InUse(String),
+    #[error("not allowed: needs the {} permission", .0.as_str())]
+    Forbidden(Permission),
+    #[error("not allowed: {0}")]
+    NotPermitted(String),
+    #[error("storage failed: {0}")]
+    Store(#[from] crate::store::Error),
+    #[error("the change was not saved: {0}")]
+    NotSaved(String),
+    #[error("the ledger is not running")]
+    Unavailable,
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl Error {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError::new(field, message)])
+    }
+}
+
+fn list(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}

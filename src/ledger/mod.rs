@@ -1,0 +1,108 @@
+//! The one write path. Every change is a [`Command`] that runs in one transaction with
+//! its audit entry: load, check, write, read back, diff, log, commit — then answer.
+//! A single writer task takes whatever commands are waiting, runs each in a savepoint,
+//! and commits them together (group commit).
+
+mod apply;
+mod command;
+mod error;
+pub mod password;
+mod writer;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use command::{ActorRef, Command, Context, Outcome};
+pub use error::Error;
+
+use crate::domain::record::Fields;
+use crate::store::Db;
+
+/// The token that opens a [`crate::store::WriteTx`]. Its field is private to this module,
+/// so nothing outside the ledger can write.
+pub struct Seal(());
+
+/// How many commands may wait for the writer before submitters wait too.
+const QUEUE: usize = 8192;
+
+struct Job {
+    ctx: Context,
+    command: Command,
+    reply: oneshot::Sender<Result<Outcome, Error>>,
+}
+
+/// A handle to the writer. Cheap to clone; the writer stops when the last clone is gone.
+#[derive(Clone)]
+pub struct Ledger {
+    db: Db,
+    queue: mpsc::Sender<Job>,
+}
+
+impl Ledger {
+    /// Starts the writer. A new database is installed first: default lists, the log's
+    /// origin and its first entry.
+    pub async fn start(db: Db) -> Result<Self, Error> {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        tokio::spawn(writer::run(db.clone(), jobs));
+        let ledger = Self { db, queue };
+        ledger.submit(Context::system(), Command::Install).await?;
+        Ok(ledger)
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Runs a command; answers once it is durable (or with why nothing was written).
+    pub async fn submit(&self, ctx: Context, command: Command) -> Result<Outcome, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job {
+                ctx,
+                command,
+                reply,
+            })
+            .await
+            .map_err(|_| Error::Unavailable)?;
+        answer.await.map_err(|_| Error::Unavailable)?
+    }
+
+    /// Adds a user, hashing the password first.
+    pub async fn create_user(
+        &self,
+        ctx: Context,
+        fields: Fields,
+        password: &str,
+    ) -> Result<Outcome, Error> {
+        let password_hash = password::hash(password)
+            .await
+            .map_err(|e| Error::Invalid(vec![e]))?;
+        self.submit(
+            ctx,
+            Command::CreateUser {
+                fields,
+                password_hash,
+            },
+        )
+        .await
+    }
+
+    /// Sets a user's password.
+    pub async fn set_password(
+        &self,
+        ctx: Context,
+        user_id: i64,
+        password: &str,
+    ) -> Result<Outcome, Error> {
+        let password_hash = password::hash(password)
+            .await
+            .map_err(|e| Error::Invalid(vec![e]))?;
+        self.submit(
+            ctx,
+            Command::SetPassword {
+                user_id,
+                password_hash,
+            },
+        )
+        .await
+    }
+}

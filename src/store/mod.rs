@@ -1,0 +1,273 @@
+//! The only code that speaks SQL. One `Db` over SQLite or PostgreSQL; every query is
+//! written once in the SQL both understand (`$1` binds, `RETURNING`, `ON CONFLICT`).
+//! Reads take a `&Db`; writes take a [`WriteTx`], which only the ledger can open.
+
+pub mod audit_log;
+pub mod lists;
+pub mod preferences;
+pub mod records;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, PgConnection, Postgres, Row, Sqlite, SqliteConnection,
+    Transaction, Type,
+    pool::PoolConnection,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    query::Query,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL: use sqlite://FILE or postgres://...")]
+    Url,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A pool of connections to one database.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    /// Opens (creating an SQLite file if needed) and migrates the database at `url`.
+    pub async fn open(url: &str) -> Result<Self> {
+        let db = Self::connect(url).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub async fn connect(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            // FULL: under NORMAL a committed transaction may roll back after a power cut,
+            // which after a signed checkpoint would look like tampering.
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .pragma("trusted_schema", "OFF");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
+            Ok(Self::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .connect_with(options)
+                .await?;
+            Ok(Self::Postgres(pool))
+        } else {
+            Err(Error::Url)
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Self::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await?,
+            Self::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(p) => p.close().await,
+            Self::Postgres(p) => p.close().await,
+        }
+    }
+
+    pub(crate) async fn acquire(&self) -> Result<Pooled> {
+        Ok(match self {
+            Self::Sqlite(p) => Pooled::Sqlite(p.acquire().await?),
+            Self::Postgres(p) => Pooled::Postgres(p.acquire().await?),
+        })
+    }
+}
+
+/// A connection taken from the pool for reads.
+pub(crate) enum Pooled {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Pooled {
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Self::Sqlite(c) => Conn::Sqlite(c),
+            Self::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+/// A borrowed connection of either backend: the shape every query function takes.
+pub(crate) enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+/// Runs the same code against whichever backend `$conn` is; `$c` is the connection.
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::store::Conn::Sqlite($c) => $body,
+            $crate::store::Conn::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use on_conn;
+
+/// The one kind of transaction that may write. Opened only by the ledger's writer.
+pub struct WriteTx {
+    inner: TxInner,
+}
+
+enum TxInner {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl WriteTx {
+    /// Begins a write transaction that holds the log's single-writer lock: SQLite's
+    /// `BEGIN IMMEDIATE`, PostgreSQL's row lock on `log_head`. The seal is a value only the
+    /// ledger can make, so the compiler keeps every write on the ledger's path.
+    pub async fn begin(db: &Db, _seal: &crate::ledger::Seal) -> Result<Self> {
+        let inner = match db {
+            Db::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT size FROM log_head WHERE id = 1 FOR UPDATE")
+                    .execute(&mut *tx)
+                    .await?;
+                TxInner::Postgres(tx)
+            }
+        };
+        Ok(Self { inner })
+    }
+
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match &mut self.inner {
+            TxInner::Sqlite(t) => Conn::Sqlite(t),
+            TxInner::Postgres(t) => Conn::Postgres(t),
+        }
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        match self.inner {
+            TxInner::Sqlite(t) => t.commit().await?,
+            TxInner::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Savepoints let one command of a batch fail without sinking the others.
+    pub async fn savepoint(&mut self) -> Result<()> {
+        self.exec("SAVEPOINT command").await
+    }
+    pub async fn release(&mut self) -> Result<()> {
+        self.exec("RELEASE SAVEPOINT command").await
+    }
+    pub async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        self.exec("ROLLBACK TO SAVEPOINT command").await?;
+        self.exec("RELEASE SAVEPOINT command").await
+    }
+
+    async fn exec(&mut self, sql: &'static str) -> Result<()> {
+        on_conn!(self.conn(), c => sqlx::query(sql).execute(&mut *c).await.map(|_| ()))?;
+        Ok(())
+    }
+}
+
+/// A value bound to a query, typed so PostgreSQL knows what a NULL is.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum SqlValue {
+    Int(Option<i64>),
+    Text(Option<String>),
+    Bool(bool),
+}
+
+pub(crate) fn bind<'q, DB: Database>(
+    query: Query<'q, DB, DB::Arguments>,
+    value: SqlValue,
+) -> Query<'q, DB, DB::Arguments>
+where
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+{
+    match value {
+        SqlValue::Int(v) => query.bind(v),
+        SqlValue::Text(v) => query.bind(v),
+        SqlValue::Bool(v) => query.bind(v),
+    }
+}
+
+pub(crate) fn bind_all<'q, DB: Database>(
+    mut query: Query<'q, DB, DB::Arguments>,
+    values: impl IntoIterator<Item = SqlValue>,
+) -> Query<'q, DB, DB::Arguments>
+where
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+{
+    for v in values {
+        query = bind(query, v);
+    }
+    query
+}
+
+/// Reads column `i` of a row of either backend as the given kind of value.
+pub(crate) fn cell<'r, R>(row: &'r R, i: usize, kind: CellKind) -> Result<SqlValue>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(match kind {
+        CellKind::Int => SqlValue::Int(row.try_get(i)?),
+        CellKind::Text => SqlValue::Text(row.try_get(i)?),
+        CellKind::Bool => SqlValue::Bool(row.try_get(i)?),
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CellKind {
+    Int,
+    Text,
+    Bool,
+}
+
+/// The SQL for a dynamic query is assembled from our own column names only, never from
+/// input; this is the one place that vouches for it.
+pub(crate) fn trusted(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}

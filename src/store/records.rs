@@ -1,0 +1,352 @@
+//! Business records (clients, sessions, appointments, invoices, payments, users): one
+//! table per kind, columns from the kind's field table, plus id, version and timestamps.
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{
+    CellKind, Conn, Db, Error, Result, SqlValue, WriteTx, bind_all, cell, on_conn, trusted,
+};
+use crate::domain::{
+    field::{Field, FieldType},
+    list::ListKind,
+    record::{Fields, RecordKind},
+};
+
+/// A record as stored: its business fields plus the columns every record has.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredRecord {
+    pub id: i64,
+    /// Starts at 1 and grows by one with every change: the ETag of the API.
+    pub version: i64,
+    /// Microseconds since the epoch, UTC.
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deleted_at: Option<i64>,
+    pub fields: Fields,
+}
+
+impl StoredRecord {
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+}
+
+const META: [&str; 5] = ["id", "version", "created_at", "updated_at", "deleted_at"];
+
+fn cell_kind(ty: FieldType) -> CellKind {
+    match ty {
+        FieldType::Text { .. } | FieldType::Date | FieldType::Lines => CellKind::Text,
+        FieldType::Bool => CellKind::Bool,
+        _ => CellKind::Int,
+    }
+}
+
+/// A field's canonical JSON value as a column value.
+fn to_sql(field: &Field, value: &Value) -> Result<SqlValue> {
+    let bad = || Error::Corrupt(format!("{} holds {value}", field.name));
+    Ok(match field.ty {
+        FieldType::Text { .. } | FieldType::Date => {
+            SqlValue::Text(value.as_str().map(str::to_owned))
+        }
+        FieldType::Lines => SqlValue::Text(Some(value.to_string())),
+        FieldType::Bool => SqlValue::Bool(value.as_bool().unwrap_or(false)),
+        FieldType::Instant => match value.as_str() {
+            None => SqlValue::Int(None),
+            Some(s) => SqlValue::Int(Some(
+                s.parse::<Timestamp>().map_err(|_| bad())?.as_microsecond(),
+            )),
+        },
+        _ => SqlValue::Int(value.as_i64()),
+    })
+}
+
+/// A column value back as the field's canonical JSON value.
+fn from_sql(field: &Field, value: SqlValue) -> Result<Value> {
+    let bad = |what: &str| Error::Corrupt(format!("{} holds {what}", field.name));
+    Ok(match (field.ty, value) {
+        (FieldType::Lines, SqlValue::Text(Some(s))) => {
+            serde_json::from_str(&s).map_err(|_| bad("malformed lines"))?
+        }
+        (FieldType::Instant, SqlValue::Int(Some(us))) => Value::String(
+            Timestamp::from_microsecond(us)
+                .map_err(|_| bad("an impossible instant"))?
+                .to_string(),
+        ),
+        (_, SqlValue::Int(v)) => v.map_or(Value::Null, Value::from),
+        (_, SqlValue::Text(v)) => v.map_or(Value::Null, Value::from),
+        (_, SqlValue::Bool(v)) => Value::Bool(v),
+    })
+}
+
+fn select_sql(kind: RecordKind) -> String {
+    let cols: Vec<&str> = META
+        .iter()
+        .copied()
+        .chain(kind.fields().iter().map(|f| f.name))
+        .collect();
+    format!("SELECT {} FROM {}", cols.join(", "), kind.table())
+}
+
+macro_rules! decode_record {
+    ($kind:expr, $row:expr) => {{
+        let row = $row;
+        let int = |i| match cell(row, i, CellKind::Int)? {
+            SqlValue::Int(v) => Ok::<_, Error>(v),
+            _ => unreachable!("cell returns the kind it is asked for"),
+        };
+        let mut fields = Fields::new();
+        for (i, field) in $kind.fields().iter().enumerate() {
+            let v = cell(row, META.len() + i, cell_kind(field.ty))?;
+            fields.insert(field.name.to_owned(), from_sql(field, v)?);
+        }
+        StoredRecord {
+            id: int(0)?.unwrap_or_default(),
+            version: int(1)?.unwrap_or_default(),
+            created_at: int(2)?.unwrap_or_default(),
+            updated_at: int(3)?.unwrap_or_default(),
+            deleted_at: int(4)?,
+            fields,
+        }
+    }};
+}
+
+pub(crate) async fn fetch(
+    conn: Conn<'_>,
+    kind: RecordKind,
+    id: i64,
+) -> Result<Option<StoredRecord>> {
+    let sql = format!("{} WHERE id = $1", select_sql(kind));
+    on_conn!(conn, c => {
+        let row = sqlx::query(trusted(sql)).bind(id).fetch_optional(&mut *c).await?;
+        match row {
+            Some(row) => Ok(Some(decode_record!(kind, &row))),
+            None => Ok(None),
+        }
+    })
+}
+
+/// One record, deleted or not.
+pub async fn get(db: &Db, kind: RecordKind, id: i64) -> Result<Option<StoredRecord>> {
+    let mut conn = db.acquire().await?;
+    fetch(conn.conn(), kind, id).await
+}
+
+/// Reads inside the writer's transaction, so a command sees its own batch's changes.
+pub async fn get_for_write(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    id: i64,
+) -> Result<Option<StoredRecord>> {
+    fetch(tx.conn(), kind, id).await
+}
+
+/// A page of records in id order, starting after `after_id`.
+pub async fn list(
+    db: &Db,
+    kind: RecordKind,
+    after_id: i64,
+    limit: i64,
+    include_deleted: bool,
+) -> Result<Vec<StoredRecord>> {
+    let live = if include_deleted {
+        ""
+    } else {
+        " AND deleted_at IS NULL"
+    };
+    let sql = format!(
+        "{} WHERE id > $1{live} ORDER BY id LIMIT $2",
+        select_sql(kind)
+    );
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => {
+        let rows = sqlx::query(trusted(sql)).bind(after_id).bind(limit).fetch_all(&mut *c).await?;
+        rows.iter().map(|row| Ok(decode_record!(kind, row))).collect()
+    })
+}
+
+/// How many records of a kind are live.
+pub async fn count(db: &Db, kind: RecordKind) -> Result<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM {} WHERE deleted_at IS NULL",
+        kind.table()
+    );
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => Ok(sqlx::query_scalar(trusted(sql)).fetch_one(&mut *c).await?))
+}
+
+pub async fn insert(tx: &mut WriteTx, kind: RecordKind, fields: &Fields, now: i64) -> Result<i64> {
+    let names: Vec<&str> = kind.fields().iter().map(|f| f.name).collect();
+    let params: Vec<String> = (0..names.len() + 3)
+        .map(|i| format!("${}", i + 1))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {} (version, created_at, updated_at, {}) VALUES ({}) RETURNING id",
+        kind.table(),
+        names.join(", "),
+        params.join(", ")
+    );
+    let mut values = vec![
+        SqlValue::Int(Some(1)),
+        SqlValue::Int(Some(now)),
+        SqlValue::Int(Some(now)),
+    ];
+    for field in kind.fields() {
+        values.push(to_sql(
+            field,
+            fields.get(field.name).unwrap_or(&Value::Null),
+        )?);
+    }
+    on_conn!(tx.conn(), c => {
+        let row = bind_all(sqlx::query(trusted(sql)), values).fetch_one(&mut *c).await?;
+        Ok(sqlx::Row::try_get::<i64, _>(&row, 0)?)
+    })
+}
+
+/// Writes the changed fields and bumps the version, only if the version is still
+/// `version` (another writer in between would make this a no-op the caller notices).
+pub async fn update(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    id: i64,
+    version: i64,
+    changes: &Fields,
+    now: i64,
+) -> Result<()> {
+    let mut sets = vec![
+        "version = version + 1".to_owned(),
+        "updated_at = $1".to_owned(),
+    ];
+    let mut values = vec![SqlValue::Int(Some(now))];
+    for (name, value) in changes {
+        let Some(field) = kind.field(name) else {
+            return Err(Error::Corrupt(format!("{name} is not a field of {kind}")));
+        };
+        values.push(to_sql(field, value)?);
+        sets.push(format!("{name} = ${}", values.len()));
+    }
+    set_row(tx, kind, id, version, sets, values).await
+}
+
+/// Marks a record deleted (`Some(now)`) or restores it (`None`), bumping the version.
+pub async fn set_deleted(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    id: i64,
+    version: i64,
+    deleted_at: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    let sets = vec![
+        "version = version + 1".to_owned(),
+        "updated_at = $1".to_owned(),
+        "deleted_at = $2".to_owned(),
+    ];
+    let values = vec![SqlValue::Int(Some(now)), SqlValue::Int(deleted_at)];
+    set_row(tx, kind, id, version, sets, values).await
+}
+
+async fn set_row(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    id: i64,
+    version: i64,
+    sets: Vec<String>,
+    mut values: Vec<SqlValue>,
+) -> Result<()> {
+    values.push(SqlValue::Int(Some(id)));
+    values.push(SqlValue::Int(Some(version)));
+    let sql = format!(
+        "UPDATE {} SET {} WHERE id = ${} AND version = ${}",
+        kind.table(),
+        sets.join(", "),
+        values.len() - 1,
+        values.len()
+    );
+    let affected = on_conn!(tx.conn(), c => bind_all(sqlx::query(trusted(sql)), values)
+        .execute(&mut *c).await?.rows_affected());
+    if affected == 1 {
+        Ok(())
+    } else {
+        Err(Error::Corrupt(format!(
+            "{kind} {id} changed under the writer"
+        )))
+    }
+}
+
+/// Whether a live (not deleted) record of `kind` has this id.
+pub async fn is_live(tx: &mut WriteTx, kind: RecordKind, id: i64) -> Result<bool> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM {} WHERE id = $1 AND deleted_at IS NULL",
+        kind.table()
+    );
+    let n: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar(trusted(sql)).bind(id).fetch_one(&mut *c).await?);
+    Ok(n > 0)
+}
+
+/// Whether another record (deleted ones included: their values stay theirs in the log)
+/// already holds `value` in a unique field.
+pub async fn is_taken(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    field: &Field,
+    value: &Value,
+    except_id: Option<i64>,
+) -> Result<bool> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM {} WHERE {} = $1 AND id <> $2",
+        kind.table(),
+        field.name
+    );
+    let v = to_sql(field, value)?;
+    let params = [v, SqlValue::Int(Some(except_id.unwrap_or(0)))];
+    let n: i64 = on_conn!(tx.conn(), c => {
+        let row = bind_all(sqlx::query(trusted(sql)), params).fetch_one(&mut *c).await?;
+        sqlx::Row::try_get(&row, 0)?
+    });
+    Ok(n > 0)
+}
+
+/// The live records of `kind` whose `field` points at `id`.
+pub async fn referrers(tx: &mut WriteTx, kind: RecordKind, field: &str, id: i64) -> Result<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM {} WHERE {field} = $1 AND deleted_at IS NULL",
+        kind.table()
+    );
+    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar(trusted(sql)).bind(id).fetch_one(&mut *c).await?))
+}
+
+/// Live payments on the live invoices of a client.
+pub async fn client_payments(tx: &mut WriteTx, client_id: i64) -> Result<i64> {
+    let sql = "SELECT COUNT(*) FROM payments p JOIN invoices i ON i.id = p.invoice_id \
+               WHERE i.client_id = $1 AND p.deleted_at IS NULL AND i.deleted_at IS NULL";
+    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar(sql).bind(client_id).fetch_one(&mut *c).await?))
+}
+
+/// Takes the next number of a numbered kind (clients, sessions, invoices).
+pub async fn next_number(tx: &mut WriteTx, kind: RecordKind, first: i64) -> Result<i64> {
+    let sql = "INSERT INTO counters (name, last_number) VALUES ($1, $2) ON CONFLICT (name) \
+               DO UPDATE SET last_number = counters.last_number + 1 RETURNING last_number";
+    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar(sql).bind(kind.table()).bind(first)
+        .fetch_one(&mut *c).await?))
+}
+
+/// Whether a list entry exists in the right list and is active.
+pub async fn choice_is_valid(tx: &mut WriteTx, list: ListKind, id: i64) -> Result<bool> {
+    super::lists::is_active(tx.conn(), list, id).await
+}
+
+/// The id of the record whose `field` equals `value`, deleted or not.
+pub async fn find_id(db: &Db, kind: RecordKind, field: &str, value: &str) -> Result<Option<i64>> {
+    let Some(f) = kind.field(field) else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT id FROM {} WHERE {} = $1 ORDER BY id LIMIT 1",
+        kind.table(),
+        f.name
+    );
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => Ok(sqlx::query_scalar(trusted(sql)).bind(value).fetch_optional(&mut *c).await?))
+}
