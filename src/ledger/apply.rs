@@ -379,8 +379,16 @@ impl Run<'_> {
         let mut fields = check_input(kind, &input, true).map_err(Error::Invalid)?;
         fields.extend(system);
         self.fill_defaults(kind, &mut fields).await?;
-        let fields = kind.normalize(&fields).map_err(Error::Invalid)?;
-        self.check_references(kind, &fields, None).await?;
+        // Report bad references together with every other problem, in one answer.
+        let mut errors = self.reference_errors(kind, &fields, None).await?;
+        let fields = match kind.normalize(&fields) {
+            Ok(f) if errors.is_empty() => f,
+            Ok(_) => return Err(Error::Invalid(errors)),
+            Err(e) => {
+                errors.extend(e);
+                return Err(Error::Invalid(errors));
+            }
+        };
         self.check_unique(kind, &fields, None, None).await?;
         let mut fields = fields;
         if let Some((name, first)) = kind.numbering() {
@@ -483,12 +491,12 @@ impl Run<'_> {
     /// Every reference must point at a live record or an active list entry. On update,
     /// only the references that change are checked: a list entry retired later does not
     /// lock the records that use it.
-    async fn check_references(
+    async fn reference_errors(
         &mut self,
         kind: RecordKind,
         fields: &Fields,
         before: Option<&Fields>,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<FieldError>, Error> {
         let mut errors = Vec::new();
         for field in kind.fields() {
             let Some(id) = fields.get(field.name).and_then(Value::as_i64) else {
@@ -509,6 +517,16 @@ impl Run<'_> {
             };
             errors.push(FieldError::new(field.name, problem));
         }
+        Ok(errors)
+    }
+
+    async fn check_references(
+        &mut self,
+        kind: RecordKind,
+        fields: &Fields,
+        before: Option<&Fields>,
+    ) -> Result<(), Error> {
+        let errors = self.reference_errors(kind, fields, before).await?;
         if errors.is_empty() {
             Ok(())
         } else {

@@ -1,0 +1,271 @@
+//! The `keeptrack` command as a person runs it.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    process::{Child, Command, Output, Stdio},
+};
+
+use serde_json::Value;
+
+use crate::helpers::new_database_url;
+
+fn keeptrack(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keeptrack"))
+        .args(args)
+        .env("KEEPTRACK_DATABASE_URL", url)
+        .env_remove("KEEPTRACK_LISTEN")
+        .output()
+        .expect("run keeptrack")
+}
+
+fn ok(url: &str, args: &[&str]) -> String {
+    let out = keeptrack(url, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn refused(url: &str, args: &[&str]) -> String {
+    let out = keeptrack(url, args);
+    assert_eq!(out.status.code(), Some(2), "{args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+async fn init_user_demo_audit(postgres: bool) {
+    let Some((url, _dir)) = new_database_url(postgres).await else {
+        return;
+    };
+    let out = ok(&url, &["init"]);
+    assert!(out.contains("Password (shown once): "), "{out}");
+    assert!(refused(&url, &["init"]).contains("already set up"));
+
+    let out = ok(
+        &url,
+        &[
+            "user",
+            "add",
+            "--username",
+            "mary",
+            "--name",
+            "Mary K Hill",
+            "--initials",
+            "mkh",
+            "--group",
+            "manager",
+        ],
+    );
+    assert!(out.starts_with("Added User MKH (Mary K Hill)."), "{out}");
+    let err = refused(
+        &url,
+        &[
+            "user",
+            "add",
+            "--username",
+            "mary2",
+            "--name",
+            "M",
+            "--initials",
+            "MKH",
+        ],
+    );
+    assert!(err.contains("initials"), "{err}");
+
+    let out = ok(&url, &["demo", "--clients", "20", "--sessions", "30"]);
+    assert!(
+        out.contains("Demo studio ready: 20 clients, 30 sessions"),
+        "{out}"
+    );
+    assert!(refused(&url, &["demo", "--clients", "1", "--sessions", "1"]).contains("empty studio"));
+
+    let page: Value = serde_json::from_str(&ok(
+        &url,
+        &[
+            "audit",
+            "list",
+            "--category",
+            "clients",
+            "--limit",
+            "5",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 5);
+    assert!(entries.iter().all(|e| e["cat"] == "clients"));
+    let next = page["next"].as_str().unwrap();
+    let page2: Value = serde_json::from_str(&ok(
+        &url,
+        &[
+            "audit",
+            "list",
+            "--category",
+            "clients",
+            "--limit",
+            "5",
+            "--format",
+            "json",
+            "--cursor",
+            next,
+        ],
+    ))
+    .unwrap();
+    assert!(page2["entries"][0]["i"].as_i64() < entries[4]["i"].as_i64());
+
+    let page: Value = serde_json::from_str(&ok(
+        &url,
+        &["audit", "list", "--record", "client:1", "--format", "json"],
+    ))
+    .unwrap();
+    let entries = page["entries"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["rec"]["id"] == 1 && e["rec"]["type"] == "client")
+    );
+
+    let today = keeptrack::clock::now().to_string()[..10].to_owned();
+    let table = ok(
+        &url,
+        &[
+            "audit",
+            "list",
+            "--actor",
+            "owner",
+            "--from",
+            "2020-01-01",
+            "--to",
+            &today,
+        ],
+    );
+    assert!(table.lines().next().unwrap().contains("WHO"));
+    let table = ok(&url, &["audit", "list", "--action", "install"]);
+    assert!(
+        table.contains("SPSA") && table.contains("install"),
+        "{table}"
+    );
+
+    assert!(
+        refused(&url, &["audit", "list", "--category", "nonsense"]).contains("no audit category")
+    );
+    assert!(refused(&url, &["audit", "list", "--actor", "nobody"]).contains("no user"));
+    assert!(refused(&url, &["audit", "list", "--from", "last week"]).contains("neither a date"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_user_demo_audit_sqlite() {
+    init_user_demo_audit(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_user_demo_audit_postgres() {
+    init_user_demo_audit(true).await;
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A running `keeptrack serve`, stopped when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    /// What it printed before its address.
+    said: String,
+}
+
+impl Server {
+    fn start(url: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keeptrack"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("KEEPTRACK_DATABASE_URL", url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut said = Vec::new();
+        let addr = loop {
+            let line = lines.next().expect("serve prints its address").unwrap();
+            if let Some(addr) = line.strip_prefix("Keeptrack is serving on http://") {
+                break addr.to_owned();
+            }
+            said.push(line);
+        };
+        Self {
+            child,
+            addr,
+            said: said.join("\n"),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let (addr, path) = (self.addr.clone(), path.to_owned());
+        tokio::task::spawn_blocking(move || http_get(&addr, &path))
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+async fn first_serve_creates_the_studio(postgres: bool) {
+    let Some((url, _dir)) = new_database_url(postgres).await else {
+        return;
+    };
+    let server = Server::start(&url);
+    assert!(server.said.contains("First run"), "{}", server.said);
+    assert!(
+        server.said.contains("Password (shown once): "),
+        "{}",
+        server.said
+    );
+    assert!(
+        server.said.contains("Sign in as \"owner\""),
+        "{}",
+        server.said
+    );
+    let (status, body) = server.get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.get("/api/v1/users/1").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"initials\":\"OWN\""), "{body}");
+    assert!(!body.contains("password_hash"), "{body}");
+    drop(server);
+    // A second start finds the studio set up and says nothing of a first run.
+    let again = Server::start(&url);
+    assert!(!again.said.contains("First run"), "{}", again.said);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_serve_creates_the_studio_sqlite() {
+    first_serve_creates_the_studio(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_serve_creates_the_studio_postgres() {
+    first_serve_creates_the_studio(true).await;
+}

@@ -1,0 +1,231 @@
+//! A fresh studio per test, on either backend.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use keeptrack::{
+    domain::record::{Fields, RecordKind},
+    ledger::{Command, Context, Error, Ledger, Outcome},
+    store::{self, Db, audit_log, records::StoredRecord},
+};
+use serde_json::{Value, json};
+
+pub struct TestApp {
+    pub ledger: Ledger,
+    pub db: Db,
+    pub owner: i64,
+    pub manager: i64,
+    pub staff: i64,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Runs the same test body on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! both {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $app = $crate::helpers::TestApp::sqlite().await;
+                $body
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some($app) = $crate::helpers::TestApp::postgres().await else {
+                    return;
+                };
+                $body
+            }
+        }
+    };
+}
+
+pub fn fields(v: Value) -> Fields {
+    v.as_object().cloned().expect("an object")
+}
+
+/// A URL for a new, empty database on the backend, or None to skip PostgreSQL.
+pub async fn new_database_url(postgres: bool) -> Option<(String, Option<tempfile::TempDir>)> {
+    if !postgres {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("keeptrack.db").display());
+        return Some((url, Some(dir)));
+    }
+    let Ok(admin) = std::env::var("KEEPTRACK_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var("KEEPTRACK_REQUIRE_POSTGRES").is_err(),
+            "KEEPTRACK_REQUIRE_POSTGRES is set but KEEPTRACK_TEST_DATABASE_URL is not"
+        );
+        eprintln!("skipping PostgreSQL: KEEPTRACK_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "kt_test_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        keeptrack::clock::now().as_microsecond() % 1_000_000
+    );
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("reach the test PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some((format!("{base}/{name}"), None))
+}
+
+impl TestApp {
+    pub async fn sqlite() -> Self {
+        Self::on(false).await.expect("sqlite always runs")
+    }
+
+    pub async fn postgres() -> Option<Self> {
+        Self::on(true).await
+    }
+
+    async fn on(postgres: bool) -> Option<Self> {
+        let (url, dir) = new_database_url(postgres).await?;
+        let db = Db::open(&url).await.unwrap();
+        let ledger = Ledger::start(db.clone()).await.unwrap();
+        let mut app = Self {
+            ledger,
+            db,
+            owner: 0,
+            manager: 0,
+            staff: 0,
+            _dir: dir,
+        };
+        app.owner = app.add_user("owner", "Olive Owner", "OO", "owner").await;
+        app.manager = app.add_user("mary", "Mary K Hill", "MKH", "manager").await;
+        app.staff = app.add_user("sam", "Sam Staff", "SS", "staff").await;
+        Some(app)
+    }
+
+    pub async fn add_user(&self, username: &str, name: &str, initials: &str, group: &str) -> i64 {
+        let f = fields(json!({"username": username, "display_name": name,
+                              "initials": initials, "security_group": group}));
+        self.ledger
+            .create_user(Context::system(), f, "correct horse battery")
+            .await
+            .unwrap()
+            .record
+            .unwrap()
+            .id
+    }
+
+    pub async fn submit(&self, ctx: Context, command: Command) -> Result<Outcome, Error> {
+        self.ledger.submit(ctx, command).await
+    }
+
+    pub async fn create(&self, kind: RecordKind, v: Value) -> StoredRecord {
+        self.try_create(kind, v).await.unwrap()
+    }
+
+    pub async fn try_create(&self, kind: RecordKind, v: Value) -> Result<StoredRecord, Error> {
+        let out = self
+            .submit(
+                Context::user(self.staff),
+                Command::Create {
+                    kind,
+                    fields: fields(v),
+                },
+            )
+            .await?;
+        Ok(out.record.unwrap())
+    }
+
+    pub async fn update(&self, kind: RecordKind, id: i64, v: Value) -> Result<Outcome, Error> {
+        self.submit(
+            Context::user(self.staff),
+            Command::Update {
+                kind,
+                id,
+                fields: fields(v),
+                expected_version: None,
+            },
+        )
+        .await
+    }
+
+    pub async fn get(&self, kind: RecordKind, id: i64) -> StoredRecord {
+        store::records::get(&self.db, kind, id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    pub async fn log_size(&self) -> i64 {
+        audit_log::size(&self.db).await.unwrap()
+    }
+
+    /// The newest entries, newest first.
+    pub async fn latest(&self, n: i64) -> Vec<keeptrack::domain::audit::Entry> {
+        let q = keeptrack::audit::Query {
+            limit: n,
+            ..Default::default()
+        };
+        keeptrack::audit::list(&self.db, &q).await.unwrap().entries
+    }
+
+    pub async fn list_id(&self, list: &str, name: &str) -> i64 {
+        let list = keeptrack::domain::list::ListKind::parse(list).unwrap();
+        store::lists::items(&self.db, list)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|i| i.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {list}"))
+            .id
+    }
+
+    pub async fn client(&self, last_name: &str) -> StoredRecord {
+        self.create(
+            RecordKind::Client,
+            json!({"first_name": "Jane", "last_name": last_name,
+                                               "email": "jane@example.com"}),
+        )
+        .await
+    }
+
+    pub async fn session(&self, client: i64) -> StoredRecord {
+        let ty = self.list_id("session_type", "Family Portrait").await;
+        self.create(
+            RecordKind::Session,
+            json!({"client_id": client, "session_type_id": ty,
+                                                "starts_at": "2026-12-05T15:00:00Z"}),
+        )
+        .await
+    }
+
+    pub async fn invoice(&self, client: i64) -> StoredRecord {
+        self.create(
+            RecordKind::Invoice,
+            json!({"client_id": client, "invoice_date": "2026-12-05",
+            "lines": [{"item": "8x10 print", "qty": 2, "unit_cents": 2500}]}),
+        )
+        .await
+    }
+
+    pub async fn payment(&self, invoice: i64, cents: i64) -> StoredRecord {
+        let method = self.list_id("payment_method", "Cash").await;
+        self.create(
+            RecordKind::Payment,
+            json!({"invoice_id": invoice, "amount_cents": cents,
+                                                "payment_method_id": method}),
+        )
+        .await
+    }
+}
+
+/// The fields named in an Invalid error.
+pub fn invalid_fields(e: &Error) -> Vec<String> {
+    match e {
+        Error::Invalid(errors) => errors.iter().map(|e| e.field.clone()).collect(),
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}

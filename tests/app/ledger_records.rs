@@ -1,0 +1,383 @@
+//! Every change is one audit entry with the right diff; failures write nothing.
+
+use keeptrack::{
+    domain::{
+        audit::{Action, Category},
+        record::RecordKind,
+    },
+    ledger::{Command, Context, Error},
+};
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::helpers::invalid_fields;
+
+both!(create_logs_one_entry_with_every_field, |app| {
+    let before = app.log_size().await;
+    let client = app.client("Smith").await;
+    assert_eq!(app.log_size().await, before + 1);
+    assert_eq!(client.fields["number"], json!(1001));
+    assert_eq!(client.version, 1);
+    let entry = &app.latest(1).await[0];
+    assert_eq!(entry.act, Action::Create);
+    assert_eq!(entry.cat, Category::Clients);
+    assert_eq!(entry.actor.initials, "SS");
+    let rec = entry.rec.as_ref().unwrap();
+    assert_eq!((rec.kind.as_str(), rec.id), ("client", client.id));
+    assert_eq!(rec.label, "Client #1001 Jane Smith");
+    let last = entry.diff.iter().find(|c| c.field == "last_name").unwrap();
+    assert_eq!((&last.old, &last.new), (&Value::Null, &json!("Smith")));
+    assert_eq!(entry.diff.len(), RecordKind::Client.fields().len());
+});
+
+both!(update_logs_exactly_the_changed_fields, |app| {
+    let client = app.client("Smith").await;
+    let before = app.log_size().await;
+    let out = app
+        .submit(
+            Context::user(app.manager).with_reason("Client requested change 10/7/2018"),
+            Command::Update {
+                kind: RecordKind::Client,
+                id: client.id,
+                fields: crate::helpers::fields(
+                    json!({"email": "New@Example.com", "city": "Akron"}),
+                ),
+                expected_version: Some(1),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(out.changed);
+    assert_eq!(out.audit_index, Some(before));
+    assert_eq!(app.log_size().await, before + 1);
+    let record = app.get(RecordKind::Client, client.id).await;
+    assert_eq!(record.version, 2);
+    assert_eq!(record.fields["email"], "new@example.com");
+    let entry = &app.latest(1).await[0];
+    assert_eq!(entry.act, Action::Update);
+    assert_eq!(entry.actor.initials, "MKH");
+    assert_eq!(
+        entry.reason.as_deref(),
+        Some("Client requested change 10/7/2018")
+    );
+    let diff: Vec<_> = entry
+        .diff
+        .iter()
+        .map(|c| (c.field.as_str(), c.old.clone(), c.new.clone()))
+        .collect();
+    assert_eq!(
+        diff,
+        vec![
+            ("email", json!("jane@example.com"), json!("new@example.com")),
+            ("city", Value::Null, json!("Akron")),
+        ]
+    );
+});
+
+both!(a_change_that_changes_nothing_writes_nothing, |app| {
+    let client = app.client("Smith").await;
+    let before = app.log_size().await;
+    // Same values, in another spelling: still no change.
+    let out = app
+        .update(
+            RecordKind::Client,
+            client.id,
+            json!({"email": " JANE@example.com ", "last_name": "Smith"}),
+        )
+        .await
+        .unwrap();
+    assert!(!out.changed);
+    assert_eq!(out.audit_index, None);
+    assert_eq!(app.log_size().await, before);
+    assert_eq!(app.get(RecordKind::Client, client.id).await.version, 1);
+});
+
+both!(refused_commands_write_nothing_and_name_the_field, |app| {
+    let client = app.client("Smith").await;
+    let before = app.log_size().await;
+    let snapshot = app.get(RecordKind::Client, client.id).await;
+    let cases = [
+        (
+            RecordKind::Client,
+            json!({"last_name": "Smith", "email": "not-an-email"}),
+            "email",
+        ),
+        (
+            RecordKind::Client,
+            json!({"last_name": "Smith", "phone": "12"}),
+            "phone",
+        ),
+        (
+            RecordKind::Client,
+            json!({"last_name": "x".repeat(101)}),
+            "last_name",
+        ),
+        (
+            RecordKind::Client,
+            json!({"first_name": "Jane"}),
+            "last_name",
+        ),
+        (
+            RecordKind::Client,
+            json!({"last_name": "Smith", "favourite_colour": "red"}),
+            "favourite_colour",
+        ),
+        (
+            RecordKind::Client,
+            json!({"last_name": "Smith", "client_status_id": 999_999}),
+            "client_status_id",
+        ),
+        (
+            RecordKind::Session,
+            json!({"client_id": 424_242, "session_type_id": 1,
+            "starts_at": "2026-12-05T15:00:00Z"}),
+            "client_id",
+        ),
+        (
+            RecordKind::Session,
+            json!({"client_id": client.id, "session_type_id": 1,
+            "starts_at": "2026-12-05T15:00:00Z", "ends_at": "2026-12-05T14:00:00Z"}),
+            "ends_at",
+        ),
+        (
+            RecordKind::Session,
+            json!({"client_id": client.id, "session_type_id": 1,
+            "starts_at": "next tuesday"}),
+            "starts_at",
+        ),
+        (
+            RecordKind::Invoice,
+            json!({"client_id": client.id,
+            "lines": [{"item": "Print", "qty": -1, "unit_cents": 100}]}),
+            "lines[0].qty",
+        ),
+        (
+            RecordKind::Invoice,
+            json!({"client_id": client.id,
+            "lines": [{"item": "Print", "qty": 100_000, "unit_cents": 10_000_000_000_i64},
+                      {"item": "Print", "qty": 100_000, "unit_cents": 10_000_000_000_i64}]}),
+            "lines",
+        ),
+        (
+            RecordKind::Payment,
+            json!({"invoice_id": 424_242, "amount_cents": 100,
+            "payment_method_id": 1}),
+            "invoice_id",
+        ),
+        (
+            RecordKind::Payment,
+            json!({"invoice_id": 1, "amount_cents": 1.5,
+            "payment_method_id": 1}),
+            "amount_cents",
+        ),
+    ];
+    for (kind, input, field) in cases {
+        let err = app.try_create(kind, input.clone()).await.unwrap_err();
+        assert!(
+            invalid_fields(&err).contains(&field.to_owned()),
+            "{input} should be refused naming {field}, got {err}"
+        );
+    }
+    let err = app
+        .update(RecordKind::Client, client.id, json!({"number": 5}))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_fields(&err), ["number"]);
+    assert_eq!(app.log_size().await, before);
+    assert_eq!(app.get(RecordKind::Client, client.id).await, snapshot);
+    // Numbers are taken only by commands that succeed.
+    assert_eq!(app.client("Jones").await.fields["number"], json!(1002));
+});
+
+both!(a_bad_command_in_a_batch_does_not_sink_the_others, |app| {
+    let before = app.log_size().await;
+    let mut set = tokio::task::JoinSet::new();
+    for n in 0..40 {
+        let ledger = app.ledger.clone();
+        let staff = app.staff;
+        set.spawn(async move {
+            let email = if n % 4 == 0 {
+                "broken".to_owned()
+            } else {
+                format!("c{n}@example.com")
+            };
+            let f = crate::helpers::fields(json!({"last_name": format!("C{n}"), "email": email}));
+            ledger
+                .submit(
+                    Context::user(staff),
+                    Command::Create {
+                        kind: RecordKind::Client,
+                        fields: f,
+                    },
+                )
+                .await
+        });
+    }
+    let results = set.join_all().await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 30);
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| matches!(r, Err(Error::Invalid(_))))
+            .count(),
+        10
+    );
+    assert_eq!(app.log_size().await, before + 30);
+    let mut indices: Vec<i64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok()?.audit_index)
+        .collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (before..before + 30).collect::<Vec<_>>());
+});
+
+both!(delete_and_restore_round_trip, |app| {
+    let client = app.client("Smith").await;
+    let err = app
+        .submit(
+            Context::user(app.staff),
+            Command::Delete {
+                kind: RecordKind::Client,
+                id: client.id,
+                expected_version: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(_)),
+        "staff may not delete: {err}"
+    );
+    let out = app
+        .submit(
+            Context::user(app.manager).with_reason("Duplicate record"),
+            Command::Delete {
+                kind: RecordKind::Client,
+                id: client.id,
+                expected_version: None,
+            },
+        )
+        .await
+        .unwrap();
+    let deleted = out.record.unwrap();
+    assert!(deleted.is_deleted());
+    let entry = &app.latest(1).await[0];
+    assert_eq!(entry.act, Action::Delete);
+    assert_eq!(entry.snap.as_ref().unwrap()["last_name"], "Smith");
+    assert_eq!(entry.reason.as_deref(), Some("Duplicate record"));
+    // A deleted record cannot be changed, nor referred to.
+    let err = app
+        .update(RecordKind::Client, client.id, json!({"city": "Kent"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Deleted { .. }), "{err}");
+    let ty = app.list_id("session_type", "Headshot").await;
+    let err = app
+        .try_create(
+            RecordKind::Session,
+            json!({"client_id": client.id, "session_type_id": ty,
+                                                "starts_at": "2026-12-05T15:00:00Z"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_fields(&err), ["client_id"]);
+    app.submit(
+        Context::user(app.manager),
+        Command::Restore {
+            kind: RecordKind::Client,
+            id: client.id,
+        },
+    )
+    .await
+    .unwrap();
+    let restored = app.get(RecordKind::Client, client.id).await;
+    assert!(!restored.is_deleted());
+    assert_eq!(restored.fields, client.fields);
+    assert_eq!(app.latest(1).await[0].act, Action::Restore);
+});
+
+both!(
+    a_client_with_sessions_invoices_or_payments_cannot_be_deleted,
+    |app| {
+        let client = app.client("Smith").await;
+        app.session(client.id).await;
+        let invoice = app.invoice(client.id).await;
+        app.payment(invoice.id, 5000).await;
+        let before = app.log_size().await;
+        let err = app
+            .submit(
+                Context::user(app.owner),
+                Command::Delete {
+                    kind: RecordKind::Client,
+                    id: client.id,
+                    expected_version: None,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Client #1001 Jane Smith still has 1 session, 1 invoice and 1 payment; delete or move them first"
+        );
+        assert_eq!(app.log_size().await, before);
+        assert!(!app.get(RecordKind::Client, client.id).await.is_deleted());
+    }
+);
+
+both!(stale_versions_are_refused, |app| {
+    let client = app.client("Smith").await;
+    app.update(RecordKind::Client, client.id, json!({"city": "Kent"}))
+        .await
+        .unwrap();
+    let err = app
+        .submit(
+            Context::user(app.staff),
+            Command::Update {
+                kind: RecordKind::Client,
+                id: client.id,
+                fields: crate::helpers::fields(json!({"city": "Akron"})),
+                expected_version: Some(1),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                current_version: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        app.get(RecordKind::Client, client.id).await.fields["city"],
+        "Kent"
+    );
+});
+
+both!(unique_initials_and_usernames, |app| {
+    let f = crate::helpers::fields(json!({"username": "mkh2", "display_name": "Another Mary",
+                                          "initials": "mkh", "security_group": "staff"}));
+    let err = app
+        .ledger
+        .create_user(Context::user(app.owner), f, "correct horse battery")
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_fields(&err), ["initials"]);
+    let f = crate::helpers::fields(
+        json!({"username": "x", "display_name": "X", "initials": "XY",
+                                          "security_group": "staff"}),
+    );
+    let err = app
+        .ledger
+        .create_user(Context::user(app.owner), f, "short")
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_fields(&err), ["password"]);
+    // Password hashes never reach the log.
+    let entry = &app.latest(1).await[0];
+    let bytes = serde_json::to_string(entry).unwrap();
+    assert!(!bytes.contains("argon2"), "{bytes}");
+});

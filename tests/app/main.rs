@@ -1,0 +1,12 @@
+//! Scenario tests through the public interfaces, each on SQLite and on PostgreSQL.
+//! PostgreSQL runs when KEEPTRACK_TEST_DATABASE_URL names a server (a database is made
+//! per test); with KEEPTRACK_REQUIRE_POSTGRES=1 a missing server fails instead of skipping.
+
+mod helpers;
+
+mod audit_queries;
+mod cli;
+mod http;
+mod ledger_records;
+mod ledger_rules;
+mod replay;
