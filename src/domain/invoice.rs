@@ -137,6 +137,13 @@ impl Record for Invoice {
     }
 }
 
+/// The totals of a stored invoice's fields; `None` if they are not an invoice.
+pub fn totals_of(fields: &super::record::Fields) -> Option<Totals> {
+    serde_json::from_value::<Invoice>(serde_json::Value::Object(fields.clone()))
+        .ok()?
+        .totals()
+}
+
 impl Invoice {
     pub fn has_discount(&self) -> bool {
         self.discount_percent.unwrap_or(0) != 0 || self.discount_cents.unwrap_or(0) != 0

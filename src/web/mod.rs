@@ -88,5 +88,10 @@ pub fn record_json(kind: RecordKind, record: &StoredRecord) -> Value {
                 .unwrap_or(Value::Null),
         );
     }
+    if kind == RecordKind::Invoice
+        && let Some(totals) = crate::domain::invoice::totals_of(&record.fields)
+    {
+        out.insert("totals".into(), json!(totals));
+    }
     Value::Object(out)
 }

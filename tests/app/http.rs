@@ -53,6 +53,10 @@ both!(records_read_as_json, |app| {
         assert_eq!(content_type, "application/problem+json");
         assert_eq!(body["status"], 404);
     }
+    let invoice = app.invoice(client.id).await;
+    let (_, _, body) = get(&app, &format!("/api/v1/invoices/{}", invoice.id)).await;
+    assert_eq!(body["label"], "Invoice #10001");
+    assert_eq!(body["totals"]["total_cents"], 5000);
     let (status, _, body) = get(&app, "/healthz").await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
