@@ -9,6 +9,8 @@ use crate::domain::{
 };
 use crate::store::{self, Db, audit_log};
 
+pub mod history;
+
 pub const MAX_PAGE: i64 = 1000;
 
 #[derive(Clone, Debug, Default)]

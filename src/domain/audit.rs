@@ -97,10 +97,14 @@ pub enum Action {
     Install,
     /// A preference (including an audit switch) changed.
     Preference,
+    /// A record's notes were saved (a new revision).
+    Notes,
+    /// A communication (email, SMS, letter, call) was sent about a record.
+    Communication,
 }
 
 impl Action {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::Create,
         Self::Update,
         Self::Delete,
@@ -110,6 +114,8 @@ impl Action {
         Self::Void,
         Self::Install,
         Self::Preference,
+        Self::Notes,
+        Self::Communication,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -122,6 +128,8 @@ impl Action {
             Self::Void => "void",
             Self::Install => "install",
             Self::Preference => "preference",
+            Self::Notes => "notes",
+            Self::Communication => "communication",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -187,6 +195,23 @@ pub struct Request {
     pub ua: Option<String>,
 }
 
+/// A notes revision, named by number and the SHA-256 of its text, so the log vouches
+/// for the notes without copying them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteRef {
+    pub rev: i64,
+    pub sha256: String,
+}
+
+/// What was sent, to whom it was about, and by which route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommunicationRef {
+    pub channel: String,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub v: u32,
@@ -209,6 +234,10 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snap: Option<Fields>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<NoteRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<CommunicationRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub req: Option<Request>,
@@ -223,6 +252,14 @@ impl Entry {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
+}
+
+/// Lower-case hex SHA-256 of a text, as notes revisions are named in the log.
+pub fn text_sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// RFC 9162 leaf hash: SHA-256(0x00 || bytes).
@@ -264,6 +301,8 @@ mod tests {
                 new: json!("new@x.com"),
             }],
             snap: None,
+            note: None,
+            comm: None,
             reason: Some("Client requested change 10/7/2018".into()),
             req: None,
         }

@@ -45,6 +45,8 @@ pub enum Permission {
     UsersAndSecurity,
     /// Read the audit trail.
     AuditLogs,
+    /// Change text already saved in any record's notes (Spectra's "Client Notes").
+    ClientNotes,
 }
 
 impl Permission {
@@ -56,6 +58,7 @@ impl Permission {
             Self::Preferences => "preferences",
             Self::UsersAndSecurity => "users_and_security",
             Self::AuditLogs => "audit_logs",
+            Self::ClientNotes => "client_notes",
         }
     }
 }

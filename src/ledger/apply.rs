@@ -8,24 +8,29 @@ use serde_json::Value;
 use super::{ActorRef, Command, Context, Error, Outcome};
 use crate::domain::{
     audit::{
-        Action, Actor, ActorKind, Authoriser, Category, Entry, RecordRef, SCHEMA_VERSION, leaf_hash,
+        Action, Actor, ActorKind, Authoriser, Category, CommunicationRef, Entry, NoteRef,
+        RecordRef, SCHEMA_VERSION, leaf_hash, text_sha256,
     },
     diff::{self, Change, HIDDEN},
     field::{FieldError, FieldType},
     invoice::DISCOUNT_FIELDS,
     list::{ListKind, due_date},
+    note,
     permission::{Group, Permission, allows},
+    preference::Preference,
+    reason::{self, MAX_REASON_CHARS, ReasonRule},
     record::{Fields, RecordKind, check_input},
     session,
+    stamp::{self, StampFormat},
+    status_note::{self, Names},
     user::SYSTEM_INITIALS,
 };
 use crate::store::{
-    WriteTx, audit_log, lists, preferences,
+    WriteTx, audit_log, lists, notes, preferences,
     records::{self, StoredRecord},
 };
 
 pub(super) const ORIGIN_KEY: &str = "log.origin";
-pub(super) const TIME_ZONE_KEY: &str = "studio.time_zone";
 
 /// What the writer carries from one command to the next within a batch. Cloned before
 /// each command so a failed one can be undone with its savepoint.
@@ -54,7 +59,7 @@ impl State {
 
     fn time_zone(&self) -> TimeZone {
         self.prefs
-            .get(TIME_ZONE_KEY)
+            .get(Preference::TimeZone.key())
             .and_then(|name| TimeZone::get(name).ok())
             .unwrap_or_else(TimeZone::system)
     }
@@ -78,6 +83,17 @@ pub(super) async fn apply(
     command: Command,
     now: Timestamp,
 ) -> Result<Outcome, Error> {
+    if let Some(reason) = &ctx.reason {
+        if reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "must not be blank"));
+        }
+        if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "reason",
+                format!("must be one line of at most {MAX_REASON_CHARS} characters"),
+            ));
+        }
+    }
     let (actor, group) = resolve_actor(tx, &ctx.actor).await?;
     let mut run = Run {
         tx,
@@ -134,7 +150,27 @@ pub(super) async fn apply(
         Command::SetAuditLogging { category, enabled } => {
             run.set_audit_logging(category, enabled).await
         }
-        Command::SetTimeZone { time_zone } => run.set_time_zone(time_zone).await,
+        Command::SetPreference { key, value } => run.set_studio_preference(&key, &value).await,
+        Command::SaveNotes {
+            kind,
+            id,
+            text,
+            base_revision,
+        } => run.save_notes(kind, id, &text, base_revision).await,
+        Command::RecordCommunication {
+            kind,
+            id,
+            channel,
+            subject,
+            via,
+        } => {
+            let comm = CommunicationRef {
+                channel,
+                subject,
+                via,
+            };
+            run.record_communication(kind, id, comm).await
+        }
         Command::Install => run.install().await,
     }
 }
@@ -188,8 +224,7 @@ async fn active_user(tx: &mut WriteTx, id: i64) -> Result<StoredRecord, Error> {
 fn unchanged(record: StoredRecord) -> Outcome {
     Outcome {
         record: Some(record),
-        changed: false,
-        audit_index: None,
+        ..Default::default()
     }
 }
 
@@ -247,6 +282,20 @@ impl Run<'_> {
         diff: Vec<Change>,
         snap: Option<Fields>,
     ) -> Result<Option<i64>, Error> {
+        self.log_with(category, action, rec, diff, snap, Extras::default())
+            .await
+    }
+
+    /// Appends the entry if its category is logged; returns its index.
+    async fn log_with(
+        &mut self,
+        category: Category,
+        action: Action,
+        rec: Option<RecordRef>,
+        diff: Vec<Change>,
+        snap: Option<Fields>,
+        extras: Extras,
+    ) -> Result<Option<i64>, Error> {
         if !self.state.logging(category) {
             return Ok(None);
         }
@@ -268,6 +317,8 @@ impl Run<'_> {
             rec: rec.clone(),
             diff,
             snap,
+            note: extras.note,
+            comm: extras.comm,
             reason: self.ctx.reason.clone(),
             req: self.ctx.request.clone(),
         };
@@ -401,10 +452,13 @@ impl Run<'_> {
         let audit_index = self
             .log_record(&record, kind, Action::Create, diff, None)
             .await?;
+        self.after_change(kind, Action::Create, None, &record, &[], &[], audit_index)
+            .await?;
         Ok(Outcome {
             record: Some(record),
             changed: true,
             audit_index,
+            ..Default::default()
         })
     }
 
@@ -607,6 +661,7 @@ impl Run<'_> {
         changes: Vec<Change>,
         action: Action,
     ) -> Result<Outcome, Error> {
+        let rules = self.reasons_needed(kind, action, &changes)?;
         let values: Fields = changes
             .iter()
             .map(|c| (c.field.clone(), after[&c.field].clone()))
@@ -622,12 +677,23 @@ impl Run<'_> {
         .await?;
         let record = self.load(kind, before.id).await?;
         let audit_index = self
-            .log_record(&record, kind, action, changes, None)
+            .log_record(&record, kind, action, changes.clone(), None)
             .await?;
+        self.after_change(
+            kind,
+            action,
+            Some(&before.fields),
+            &record,
+            &changes,
+            &rules,
+            audit_index,
+        )
+        .await?;
         Ok(Outcome {
             record: Some(record),
             changed: true,
             audit_index,
+            ..Default::default()
         })
     }
 
@@ -643,6 +709,7 @@ impl Run<'_> {
         Self::check_version(kind, &before, expected_version)?;
         Self::check_unlocked(kind, &before)?;
         self.check_unused(kind, &before).await?;
+        let rules = self.reasons_needed(kind, Action::Delete, &[])?;
         records::set_deleted(
             self.tx,
             kind,
@@ -662,10 +729,21 @@ impl Run<'_> {
                 Some(snapshot(kind, &before.fields)),
             )
             .await?;
+        self.after_change(
+            kind,
+            Action::Delete,
+            Some(&before.fields),
+            &record,
+            &[],
+            &rules,
+            audit_index,
+        )
+        .await?;
         Ok(Outcome {
             record: Some(record),
             changed: true,
             audit_index,
+            ..Default::default()
         })
     }
 
@@ -740,15 +818,27 @@ impl Run<'_> {
                 )),
                 e => e,
             })?;
+        let rules = self.reasons_needed(kind, Action::Restore, &[])?;
         records::set_deleted(self.tx, kind, id, before.version, None, self.micros()).await?;
         let record = self.load(kind, id).await?;
         let audit_index = self
             .log_record(&record, kind, Action::Restore, vec![], None)
             .await?;
+        self.after_change(
+            kind,
+            Action::Restore,
+            Some(&before.fields),
+            &record,
+            &[],
+            &rules,
+            audit_index,
+        )
+        .await?;
         Ok(Outcome {
             record: Some(record),
             changed: true,
             audit_index,
+            ..Default::default()
         })
     }
 
@@ -829,6 +919,7 @@ impl Run<'_> {
             record: None,
             changed: true,
             audit_index,
+            ..Default::default()
         })
     }
 
@@ -845,11 +936,7 @@ impl Run<'_> {
             ));
         }
         if self.state.logging(category) == enabled {
-            return Ok(Outcome {
-                record: None,
-                changed: false,
-                audit_index: None,
-            });
+            return Ok(Outcome::default());
         }
         let key = category.preference_key();
         let old = Some(if enabled { "off" } else { "on" }.to_owned());
@@ -857,35 +944,24 @@ impl Run<'_> {
         self.set_preference(key, old, new).await
     }
 
-    async fn set_time_zone(&mut self, time_zone: String) -> Result<Outcome, Error> {
+    async fn set_studio_preference(&mut self, key: &str, value: &str) -> Result<Outcome, Error> {
         self.permit(Permission::Preferences).await?;
-        let time_zone = time_zone.trim().to_owned();
-        if TimeZone::get(&time_zone).is_err() {
-            return Err(Error::invalid(
-                "time_zone",
-                format!("{time_zone:?} is not an IANA time zone name"),
-            ));
+        let preference = Preference::parse(key)
+            .ok_or_else(|| Error::invalid("key", format!("{key:?} is not a preference")))?;
+        let value = preference
+            .check(value)
+            .map_err(|e| Error::Invalid(vec![e]))?;
+        let old = self.state.prefs.get(key).cloned();
+        if old.as_deref() == Some(value.as_str()) {
+            return Ok(Outcome::default());
         }
-        let old = self.state.prefs.get(TIME_ZONE_KEY).cloned();
-        if old.as_deref() == Some(time_zone.as_str()) {
-            return Ok(Outcome {
-                record: None,
-                changed: false,
-                audit_index: None,
-            });
-        }
-        self.set_preference(TIME_ZONE_KEY.to_owned(), old, time_zone)
-            .await
+        self.set_preference(key.to_owned(), old, value).await
     }
 
     /// A new database: default lists, a fresh origin for its log, and entry 0.
     async fn install(&mut self) -> Result<Outcome, Error> {
         if self.state.prefs.contains_key(ORIGIN_KEY) {
-            return Ok(Outcome {
-                record: None,
-                changed: false,
-                audit_index: None,
-            });
+            return Ok(Outcome::default());
         }
         lists::seed_defaults(self.tx).await?;
         let mut id = [0u8; 8];
@@ -906,8 +982,269 @@ impl Run<'_> {
             record: None,
             changed: true,
             audit_index,
+            ..Default::default()
         })
     }
+
+    fn stamp(&self) -> String {
+        let format = self
+            .state
+            .prefs
+            .get(Preference::StampFormat.key())
+            .and_then(|f| StampFormat::parse(f))
+            .unwrap_or_default();
+        stamp::stamp(
+            self.now,
+            &self.state.time_zone(),
+            &self.actor.initials,
+            format,
+        )
+    }
+
+    /// The policy's rules this change triggers; refused when they need a reason and
+    /// none was given.
+    fn reasons_needed(
+        &self,
+        kind: RecordKind,
+        action: Action,
+        changes: &[Change],
+    ) -> Result<Vec<ReasonRule>, Error> {
+        let policy = match self.state.prefs.get(Preference::ReasonsRequired.key()) {
+            Some(list) => ReasonRule::parse_list(list).unwrap_or_default(),
+            None => ReasonRule::ALL.to_vec(),
+        };
+        let rules: Vec<ReasonRule> = reason::triggered(kind, action, changes)
+            .into_iter()
+            .filter(|r| policy.contains(r))
+            .collect();
+        if !rules.is_empty() && self.ctx.reason.is_none() {
+            return Err(Error::ReasonRequired { rules });
+        }
+        Ok(rules)
+    }
+
+    /// The names of the list entries a record refers to, for status notes.
+    async fn list_names(&mut self, kind: RecordKind, versions: &[&Fields]) -> Result<Names, Error> {
+        let mut names = Names::new();
+        for field in kind.fields() {
+            if !matches!(field.ty, FieldType::Choice(_)) {
+                continue;
+            }
+            for fields in versions {
+                if let Some(id) = fields.get(field.name).and_then(Value::as_i64)
+                    && !names.contains_key(&id)
+                    && let Some(item) = lists::get_for_write(self.tx, id).await?
+                {
+                    names.insert(id, item.name);
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// What a change writes besides the record and its entry, in the same transaction:
+    /// its status notes, and the stamped reason line in the record's notes.
+    #[expect(clippy::too_many_arguments, reason = "one change, described whole")]
+    async fn after_change(
+        &mut self,
+        kind: RecordKind,
+        action: Action,
+        before: Option<&Fields>,
+        record: &StoredRecord,
+        changes: &[Change],
+        rules: &[ReasonRule],
+        audit_index: Option<i64>,
+    ) -> Result<(), Error> {
+        let mut versions = vec![&record.fields];
+        versions.extend(before);
+        let names = self.list_names(kind, &versions).await?;
+        let reason = self.ctx.reason.clone();
+        let lines = status_note::derive(
+            kind,
+            action,
+            before,
+            &record.fields,
+            &names,
+            &self.state.time_zone(),
+            reason.as_deref(),
+        );
+        for text in lines {
+            self.add_status_note(kind, record.id, &text, audit_index)
+                .await?;
+        }
+        if let (Some(reason), false) = (reason, rules.is_empty()) {
+            let what = match action {
+                Action::Delete => "Deleted".to_owned(),
+                Action::Restore => "Restored".to_owned(),
+                Action::Void => "Payment voided".to_owned(),
+                _ => changes
+                    .iter()
+                    .filter(|c| rules.iter().any(|r| r.fields().contains(&c.field.as_str())))
+                    .map(|c| status_note::describe(kind, c, &names))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+            let line = format!("{}{what}. Reason: {reason}", self.stamp());
+            self.append_note_line(kind, record.id, &line).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_status_note(
+        &mut self,
+        kind: RecordKind,
+        id: i64,
+        text: &str,
+        audit_idx: Option<i64>,
+    ) -> Result<(), Error> {
+        let note = notes::StatusNote {
+            id: 0,
+            ts: self.micros(),
+            actor_kind: self.actor.kind.as_str().to_owned(),
+            actor_id: self.actor.id,
+            initials: self.actor.initials.clone(),
+            text: format!("{}{text}", self.stamp()),
+            audit_idx,
+        };
+        notes::insert_status_note(self.tx, kind, id, &note).await?;
+        Ok(())
+    }
+
+    fn author(&self) -> notes::Author {
+        notes::Author {
+            kind: self.actor.kind.as_str().to_owned(),
+            id: self.actor.id,
+            initials: self.actor.initials.clone(),
+            name: self.actor.name.clone(),
+        }
+    }
+
+    /// Appends a line to a record's notes as a new revision by the actor.
+    async fn append_note_line(
+        &mut self,
+        kind: RecordKind,
+        id: i64,
+        line: &str,
+    ) -> Result<i64, Error> {
+        let latest = notes::latest_for_write(self.tx, kind, id).await?;
+        let (revision, old) = latest.map_or((0, String::new()), |r| (r.revision, r.text));
+        let revision = notes::Revision {
+            revision: revision + 1,
+            ts: self.micros(),
+            author: self.author(),
+            text: note::append_line(&old, line),
+        };
+        notes::insert_revision(self.tx, kind, id, &revision).await?;
+        Ok(revision.revision)
+    }
+
+    async fn save_notes(
+        &mut self,
+        kind: RecordKind,
+        id: i64,
+        text: &str,
+        base_revision: i64,
+    ) -> Result<Outcome, Error> {
+        self.permit_kind(kind).await?;
+        let record = self.load_live(kind, id).await?;
+        let text = note::check(text).map_err(|e| Error::Invalid(vec![e]))?;
+        let latest = notes::latest_for_write(self.tx, kind, id).await?;
+        let (current, old, author) = latest.map_or((0, String::new(), String::new()), |r| {
+            (r.revision, r.text, r.author.initials)
+        });
+        if base_revision != current {
+            return Err(Error::NotesConflict {
+                revision: current,
+                author,
+                text: old,
+            });
+        }
+        if text == old {
+            return Ok(unchanged(record));
+        }
+        if !note::only_appends(&old, &text) {
+            self.permit(Permission::ClientNotes).await?;
+        }
+        let revision = notes::Revision {
+            revision: current + 1,
+            ts: self.micros(),
+            author: self.author(),
+            text,
+        };
+        notes::insert_revision(self.tx, kind, id, &revision).await?;
+        let rec = RecordRef {
+            kind: kind.as_str().to_owned(),
+            id,
+            label: kind.label(id, &record.fields),
+        };
+        let extras = Extras {
+            note: Some(NoteRef {
+                rev: revision.revision,
+                sha256: text_sha256(&revision.text),
+            }),
+            comm: None,
+        };
+        let audit_index = self
+            .log_with(
+                kind.category(),
+                Action::Notes,
+                Some(rec),
+                vec![],
+                None,
+                extras,
+            )
+            .await?;
+        Ok(Outcome {
+            record: Some(record),
+            changed: true,
+            audit_index,
+            notes_revision: Some(revision.revision),
+        })
+    }
+
+    async fn record_communication(
+        &mut self,
+        kind: RecordKind,
+        id: i64,
+        comm: CommunicationRef,
+    ) -> Result<Outcome, Error> {
+        let record = self.load(kind, id).await?;
+        let rec = RecordRef {
+            kind: kind.as_str().to_owned(),
+            id,
+            label: kind.label(id, &record.fields),
+        };
+        let text =
+            status_note::communication_sent(&comm.channel, &comm.subject, comm.via.as_deref());
+        let extras = Extras {
+            note: None,
+            comm: Some(comm),
+        };
+        let audit_index = self
+            .log_with(
+                kind.category(),
+                Action::Communication,
+                Some(rec),
+                vec![],
+                None,
+                extras,
+            )
+            .await?;
+        self.add_status_note(kind, id, &text, audit_index).await?;
+        Ok(Outcome {
+            record: Some(record),
+            changed: true,
+            audit_index,
+            ..Default::default()
+        })
+    }
+}
+
+/// What an entry carries besides the change itself.
+#[derive(Default)]
+struct Extras {
+    note: Option<NoteRef>,
+    comm: Option<CommunicationRef>,
 }
 
 /// A deleted record's full fields for the log, secrets hidden.

@@ -58,9 +58,27 @@ pub enum Command {
         category: Category,
         enabled: bool,
     },
-    /// The studio's IANA time zone, which stamps and due dates use.
-    SetTimeZone {
-        time_zone: String,
+    /// A studio preference (time zone, stamp format, which changes need a reason).
+    SetPreference {
+        key: String,
+        value: String,
+    },
+    /// Saves a record's notes as a new revision. `base_revision` is the revision the
+    /// editor started from (0 for none): if someone saved since, nothing is written.
+    SaveNotes {
+        kind: RecordKind,
+        id: i64,
+        text: String,
+        base_revision: i64,
+    },
+    /// A communication about a record was sent: logged, with a status note.
+    RecordCommunication {
+        kind: RecordKind,
+        id: i64,
+        channel: String,
+        subject: String,
+        /// The route, e.g. `Trigger "Session reminder"` or `the Communication Wizard`.
+        via: Option<String>,
     },
     /// Run once by the ledger on a new database: default lists, the log's origin, and the
     /// log's first entry.
@@ -117,7 +135,7 @@ impl Context {
 }
 
 /// What a command did, answered only after it is durable.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Outcome {
     /// The record as it is now, for record commands.
     pub record: Option<StoredRecord>,
@@ -125,4 +143,6 @@ pub struct Outcome {
     pub changed: bool,
     /// The audit entry's index, when the change was logged.
     pub audit_index: Option<i64>,
+    /// The notes revision a notes save made.
+    pub notes_revision: Option<i64>,
 }

@@ -1,6 +1,8 @@
 //! Why a command wrote nothing.
 
-use crate::domain::{field::FieldError, permission::Permission, record::RecordKind};
+use crate::domain::{
+    field::FieldError, permission::Permission, reason::ReasonRule, record::RecordKind,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,6 +22,15 @@ pub enum Error {
     },
     #[error("{0}")]
     InUse(String),
+    #[error("a reason is needed for this change ({})", rules.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))]
+    ReasonRequired { rules: Vec<ReasonRule> },
+    #[error("{author} saved these notes since you opened them (now revision {revision})")]
+    NotesConflict {
+        revision: i64,
+        author: String,
+        /// The notes as the other person saved them.
+        text: String,
+    },
     #[error("not allowed: needs the {} permission", .0.as_str())]
     Forbidden(Permission),
     #[error("not allowed: {0}")]

@@ -4,6 +4,7 @@
 
 pub mod audit_log;
 pub mod lists;
+pub mod notes;
 pub mod preferences;
 pub mod records;
 

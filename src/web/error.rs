@@ -10,6 +10,8 @@ use serde_json::json;
 pub enum ApiError {
     #[error("not found")]
     NotFound,
+    #[error("{0}")]
+    BadRequest(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -28,6 +30,7 @@ impl IntoResponse for ApiError {
                 "not-found",
                 "No such record.".to_owned(),
             ),
+            Self::BadRequest(detail) => (StatusCode::BAD_REQUEST, "bad-request", detail.clone()),
             Self::Internal(cause) => {
                 tracing::error!(%cause, "request failed");
                 (

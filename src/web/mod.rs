@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     routing::get,
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use error::ApiError;
@@ -28,6 +29,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/{kind}/{id}", get(get_record))
+        .route("/api/v1/{kind}/{id}/history", get(history))
+        .route("/api/v1/{kind}/{id}/as-of", get(as_of))
+        .route("/api/v1/{kind}/{id}/notes", get(notes))
+        .route("/api/v1/{kind}/{id}/status-notes", get(status_notes))
+        .route("/api/v1/users/{id}/stamp", get(stamp))
         .with_state(state)
 }
 
@@ -50,12 +56,112 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
     Ok(Json(json!({"status": "ok", "log_size": size})))
 }
 
-async fn get_record(
-    State(state): State<AppState>,
-    Path((kind, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+/// The record kind and id of a path, or 404.
+fn record_path((kind, id): (String, String)) -> Result<(RecordKind, i64), ApiError> {
     let kind = RecordKind::parse(&kind).ok_or(ApiError::NotFound)?;
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    Ok((kind, id))
+}
+
+#[derive(Deserialize)]
+struct PageParams {
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    Path(path): Path<(String, String)>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (kind, id) = record_path(path)?;
+    let db = state.ledger.db();
+    store::records::get(db, kind, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if let Some(c) = &page.cursor
+        && c.split('.').count() != 3
+    {
+        return Err(ApiError::BadRequest(
+            "cursor: not one this API returned".into(),
+        ));
+    }
+    let timeline = crate::audit::history::timeline(
+        db,
+        kind,
+        id,
+        page.cursor.as_deref(),
+        page.limit.unwrap_or(50),
+    )
+    .await?;
+    Ok(Json(json!(timeline)))
+}
+
+#[derive(Deserialize)]
+struct AsOfParams {
+    at: String,
+}
+
+async fn as_of(
+    State(state): State<AppState>,
+    Path(path): Path<(String, String)>,
+    Query(params): Query<AsOfParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (kind, id) = record_path(path)?;
+    let at: jiff::Timestamp = params.at.parse().map_err(|_| {
+        ApiError::BadRequest("at: must be an instant like 2018-10-18T15:00:00Z".into())
+    })?;
+    let state = crate::audit::history::as_of(state.ledger.db(), kind, id, at)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(json!(state)))
+}
+
+async fn notes(
+    State(state): State<AppState>,
+    Path(path): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (kind, id) = record_path(path)?;
+    let db = state.ledger.db();
+    store::records::get(db, kind, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let latest = store::notes::latest(db, kind, id).await?;
+    Ok(Json(match latest {
+        Some(r) => json!({"revision": r.revision, "text": r.text, "author": r.author, "ts": r.ts}),
+        None => json!({"revision": 0, "text": ""}),
+    }))
+}
+
+async fn status_notes(
+    State(state): State<AppState>,
+    Path(path): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (kind, id) = record_path(path)?;
+    let db = state.ledger.db();
+    store::records::get(db, kind, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let notes = store::notes::status_notes(db, kind, id, None, crate::audit::MAX_PAGE).await?;
+    Ok(Json(json!({"status_notes": notes})))
+}
+
+async fn stamp(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let stamp = crate::audit::history::stamp_for(state.ledger.db(), id, crate::clock::now())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(json!({"stamp": stamp})))
+}
+
+async fn get_record(
+    State(state): State<AppState>,
+    Path(path): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (kind, id) = record_path(path)?;
     let record = store::records::get(state.ledger.db(), kind, id)
         .await?
         .ok_or(ApiError::NotFound)?;

@@ -25,7 +25,7 @@ both!(filters_and_pages, |app| {
         .unwrap();
     }
     app.submit(
-        Context::user(app.manager),
+        Context::user(app.manager).with_reason("Moved"),
         Command::Update {
             kind: RecordKind::Client,
             id: b.id,

@@ -141,7 +141,7 @@ impl TestApp {
 
     pub async fn update(&self, kind: RecordKind, id: i64, v: Value) -> Result<Outcome, Error> {
         self.submit(
-            Context::user(self.staff),
+            Context::user(self.staff).with_reason("Requested by the client"),
             Command::Update {
                 kind,
                 id,

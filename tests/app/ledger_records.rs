@@ -282,7 +282,7 @@ both!(delete_and_restore_round_trip, |app| {
         .unwrap_err();
     assert_eq!(invalid_fields(&err), ["client_id"]);
     app.submit(
-        Context::user(app.manager),
+        Context::user(app.manager).with_reason("Deleted by mistake"),
         Command::Restore {
             kind: RecordKind::Client,
             id: client.id,

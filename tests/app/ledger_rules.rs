@@ -103,7 +103,7 @@ both!(payments_void_and_refund, |app| {
     let refund = app.payment(invoice.id, -1000).await;
     assert_eq!(refund.fields["amount_cents"], -1000);
     app.submit(
-        Context::user(app.manager),
+        Context::user(app.manager).with_reason("Card declined"),
         Command::VoidPayment { id: payment.id },
     )
     .await

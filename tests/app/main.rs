@@ -6,7 +6,11 @@ mod helpers;
 
 mod audit_queries;
 mod cli;
+mod history;
 mod http;
 mod ledger_records;
 mod ledger_rules;
+mod notes;
+mod reasons;
 mod replay;
+mod status_notes;

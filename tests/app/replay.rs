@@ -26,7 +26,8 @@ impl Rng {
     }
 }
 
-async fn random_history(app: &crate::helpers::TestApp, seed: u64, steps: usize) {
+async fn random_history(app: &crate::helpers::TestApp, seed: u64, steps: usize) -> usize {
+    let mut applied = 0;
     let mut rng = Rng(seed);
     let mut clients: Vec<i64> = Vec::new();
     let cities = ["Akron", "Kent", "", "Canton"];
@@ -35,7 +36,8 @@ async fn random_history(app: &crate::helpers::TestApp, seed: u64, steps: usize) 
             app.manager
         } else {
             app.owner
-        });
+        })
+        .with_reason("Tidying records");
         let command = match (rng.below(6), clients.len()) {
             (_, 0) | (0, _) => Command::Create {
                 kind: RecordKind::Client,
@@ -63,18 +65,25 @@ async fn random_history(app: &crate::helpers::TestApp, seed: u64, steps: usize) 
             },
         };
         // Some of these are refused (deleting a deleted client): that is part of the test.
-        if let Ok(out) = app.submit(actor, command).await
-            && let Some(r) = out.record
-            && !clients.contains(&r.id)
-        {
-            clients.push(r.id);
+        if let Ok(out) = app.submit(actor, command).await {
+            applied += usize::from(out.changed);
+            if let Some(r) = out.record
+                && !clients.contains(&r.id)
+            {
+                clients.push(r.id);
+            }
         }
     }
+    applied
 }
 
 both!(replaying_the_log_rebuilds_every_record, |app| {
     for seed in [1, 7, 42, 1234] {
-        random_history(&app, seed, 60).await;
+        let applied = random_history(&app, seed, 60).await;
+        assert!(
+            applied > 25,
+            "seed {seed}: only {applied} of 60 commands changed anything"
+        );
     }
     let page = keeptrack::audit::list(
         &app.db,

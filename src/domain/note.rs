@@ -1,0 +1,109 @@
+//! The Notes tab: free text kept as revisions. What a revision may contain, and what it
+//! added and removed compared with the one before.
+
+use serde::Serialize;
+
+use super::field::FieldError;
+
+/// Enough for years of stamped lines; beyond this a note is a document, not a note.
+pub const MAX_CHARS: usize = 100_000;
+
+/// Checks a note's text and returns it with line endings made `\n`.
+pub fn check(text: &str) -> Result<String, FieldError> {
+    let text = text.replace("\r\n", "\n");
+    if text.chars().count() > MAX_CHARS {
+        return Err(FieldError::new(
+            "notes",
+            format!("is longer than {MAX_CHARS} characters"),
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(FieldError::new(
+            "notes",
+            "must not contain control characters",
+        ));
+    }
+    Ok(text)
+}
+
+/// Whether `new` only adds to `old` (typing after what was saved), which anyone who may
+/// edit the record may do; anything else rewrites saved text.
+pub fn only_appends(old: &str, new: &str) -> bool {
+    new.starts_with(old)
+}
+
+/// `old` followed by `line` on a line of its own.
+pub fn append_line(old: &str, line: &str) -> String {
+    if old.is_empty() {
+        line.to_owned()
+    } else if old.ends_with('\n') {
+        format!("{old}{line}")
+    } else {
+        format!("{old}\n{line}")
+    }
+}
+
+/// The lines a revision removed and added, found by trimming the lines both share at
+/// the start and the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub removed: Vec<String>,
+    pub added: Vec<String>,
+}
+
+pub fn change(old: &str, new: &str) -> Change {
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let owned = |s: &[&str]| s.iter().map(|l| (*l).to_owned()).collect();
+    Change {
+        removed: owned(&a[prefix..a.len() - suffix]),
+        added: owned(&b[prefix..b.len() - suffix]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_control_characters() {
+        assert!(check(&"x".repeat(MAX_CHARS)).is_ok());
+        assert_eq!(
+            check(&"x".repeat(MAX_CHARS + 1)).unwrap_err().field,
+            "notes"
+        );
+        assert!(check("a\u{0}b").is_err());
+        assert_eq!(check("a\r\nb\tc").unwrap(), "a\nb\tc");
+    }
+
+    #[test]
+    fn appending_versus_rewriting() {
+        assert!(only_appends("Called.", "Called.\nBooked."));
+        assert!(!only_appends("Called.", "Booked."));
+        assert_eq!(append_line("", "x"), "x");
+        assert_eq!(append_line("a", "x"), "a\nx");
+        assert_eq!(append_line("a\n", "x"), "a\nx");
+    }
+
+    #[test]
+    fn changes_between_revisions() {
+        let c = change("one\ntwo\nthree", "one\n2\nthree");
+        assert_eq!(
+            (c.removed, c.added),
+            (vec!["two".to_owned()], vec!["2".to_owned()])
+        );
+        let c = change("one", "one\n10/18/2018 11:00:04 AM MKH – Called.");
+        assert!(c.removed.is_empty());
+        assert_eq!(c.added, ["10/18/2018 11:00:04 AM MKH – Called."]);
+        assert_eq!(change("", ""), Change::default());
+    }
+}

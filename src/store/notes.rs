@@ -1,0 +1,162 @@
+//! The Notes tab's revisions and the status notes, both append-only.
+
+use serde::Serialize;
+
+use super::{Conn, Db, Result, WriteTx, on_conn};
+use crate::domain::record::RecordKind;
+
+/// Who wrote a revision or caused a status note, as they were then.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Author {
+    pub kind: String,
+    pub id: Option<i64>,
+    pub initials: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Revision {
+    pub revision: i64,
+    /// Microseconds since the epoch, UTC.
+    pub ts: i64,
+    pub author: Author,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusNote {
+    pub id: i64,
+    pub ts: i64,
+    pub actor_kind: String,
+    pub actor_id: Option<i64>,
+    pub initials: String,
+    /// The whole line, stamp included.
+    pub text: String,
+    /// The audit entry of the change that caused it, when that change was logged.
+    pub audit_idx: Option<i64>,
+}
+
+type RevisionRow = (i64, i64, String, Option<i64>, String, String, String);
+
+fn revision((revision, ts, kind, id, initials, name, text): RevisionRow) -> Revision {
+    Revision {
+        revision,
+        ts,
+        author: Author {
+            kind,
+            id,
+            initials,
+            name,
+        },
+        text,
+    }
+}
+
+const REVISIONS: &str = "SELECT revision, ts, author_kind, author_id, author_initials, author_name, body \
+                         FROM note_revisions WHERE record_type = $1 AND record_id = $2";
+
+async fn latest_in(conn: Conn<'_>, kind: RecordKind, id: i64) -> Result<Option<Revision>> {
+    let sql = format!("{REVISIONS} ORDER BY revision DESC LIMIT 1");
+    let row: Option<RevisionRow> = on_conn!(conn, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(kind.as_str()).bind(id).fetch_optional(&mut *c).await?);
+    Ok(row.map(revision))
+}
+
+/// The current notes of a record: its newest revision.
+pub async fn latest(db: &Db, kind: RecordKind, id: i64) -> Result<Option<Revision>> {
+    let mut conn = db.acquire().await?;
+    latest_in(conn.conn(), kind, id).await
+}
+
+pub async fn latest_for_write(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    id: i64,
+) -> Result<Option<Revision>> {
+    latest_in(tx.conn(), kind, id).await
+}
+
+/// Revisions newest first, before the keyset `(ts, revision)`, at most `limit`.
+pub async fn revisions(
+    db: &Db,
+    kind: RecordKind,
+    id: i64,
+    before: Option<(i64, i64)>,
+    limit: i64,
+) -> Result<Vec<Revision>> {
+    let (ts, rev) = before.unwrap_or((i64::MAX, i64::MAX));
+    let sql = format!(
+        "{REVISIONS} AND (ts < $3 OR (ts = $3 AND revision < $4)) \
+         ORDER BY revision DESC LIMIT $5"
+    );
+    let mut conn = db.acquire().await?;
+    let rows: Vec<RevisionRow> = on_conn!(conn.conn(), c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(kind.as_str()).bind(id).bind(ts).bind(rev).bind(limit)
+        .fetch_all(&mut *c).await?);
+    Ok(rows.into_iter().map(revision).collect())
+}
+
+pub async fn insert_revision(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    id: i64,
+    r: &Revision,
+) -> Result<()> {
+    let sql = "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
+               author_id, author_initials, author_name, body) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    on_conn!(tx.conn(), c => sqlx::query(sql)
+        .bind(kind.as_str()).bind(id).bind(r.revision).bind(r.ts)
+        .bind(&r.author.kind).bind(r.author.id).bind(&r.author.initials).bind(&r.author.name)
+        .bind(&r.text)
+        .execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+pub async fn insert_status_note(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    id: i64,
+    note: &StatusNote,
+) -> Result<()> {
+    let sql = "INSERT INTO status_notes (record_type, record_id, ts, actor_kind, actor_id, \
+               actor_initials, body, audit_idx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    on_conn!(tx.conn(), c => sqlx::query(sql)
+        .bind(kind.as_str()).bind(id).bind(note.ts).bind(&note.actor_kind).bind(note.actor_id)
+        .bind(&note.initials).bind(&note.text).bind(note.audit_idx)
+        .execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+/// Status notes newest first, before the keyset `(ts, id)`, at most `limit`.
+pub async fn status_notes(
+    db: &Db,
+    kind: RecordKind,
+    id: i64,
+    before: Option<(i64, i64)>,
+    limit: i64,
+) -> Result<Vec<StatusNote>> {
+    let (ts, nid) = before.unwrap_or((i64::MAX, i64::MAX));
+    let sql = "SELECT id, ts, actor_kind, actor_id, actor_initials, body, audit_idx FROM status_notes \
+               WHERE record_type = $1 AND record_id = $2 AND (ts < $3 OR (ts = $3 AND id < $4)) \
+               ORDER BY ts DESC, id DESC LIMIT $5";
+    let mut conn = db.acquire().await?;
+    type Row = (i64, i64, String, Option<i64>, String, String, Option<i64>);
+    let rows: Vec<Row> = on_conn!(conn.conn(), c => sqlx::query_as(sql)
+        .bind(kind.as_str()).bind(id).bind(ts).bind(nid).bind(limit)
+        .fetch_all(&mut *c).await?);
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, ts, actor_kind, actor_id, initials, text, audit_idx)| StatusNote {
+                id,
+                ts,
+                actor_kind,
+                actor_id,
+                initials,
+                text,
+                audit_idx,
+            },
+        )
+        .collect())
+}

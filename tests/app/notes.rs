@@ -1,0 +1,214 @@
+//! The Notes tab: revisions, concurrent saves, the notes permission, stamps.
+
+use keeptrack::{
+    audit::history,
+    domain::{audit::Action, record::RecordKind},
+    ledger::{Command, Context, Error},
+    store,
+};
+use serde_json::json;
+
+use crate::both;
+use crate::helpers::invalid_fields;
+
+fn save(id: i64, text: &str, base: i64) -> Command {
+    Command::SaveNotes {
+        kind: RecordKind::Client,
+        id,
+        text: text.to_owned(),
+        base_revision: base,
+    }
+}
+
+both!(every_save_is_a_revision_kept_for_ever, |app| {
+    let client = app.client("Smith").await;
+    let out = app
+        .submit(
+            Context::user(app.staff),
+            save(client.id, "Called about proofs.", 0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.notes_revision, Some(1));
+    let entry = &app.latest(1).await[0];
+    assert_eq!(entry.act, Action::Notes);
+    assert_eq!(entry.note.as_ref().unwrap().rev, 1);
+    assert_eq!(
+        entry.note.as_ref().unwrap().sha256,
+        keeptrack::domain::audit::text_sha256("Called about proofs.")
+    );
+    // Staff may add to what was saved...
+    app.submit(
+        Context::user(app.staff),
+        save(client.id, "Called about proofs.\nBooked ordering.", 1),
+    )
+    .await
+    .unwrap();
+    // ...but not rewrite it: that needs the Client Notes permission.
+    let err = app
+        .submit(
+            Context::user(app.staff),
+            save(client.id, "Nothing happened.", 2),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "{err}");
+    app.submit(
+        Context::user(app.manager),
+        save(client.id, "Booked ordering.", 2),
+    )
+    .await
+    .unwrap();
+    let revisions = store::notes::revisions(&app.db, RecordKind::Client, client.id, None, 10)
+        .await
+        .unwrap();
+    let texts: Vec<_> = revisions.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "Booked ordering.",
+            "Called about proofs.\nBooked ordering.",
+            "Called about proofs."
+        ]
+    );
+    assert_eq!(revisions[0].author.initials, "MKH");
+    // Saving the same text again writes nothing.
+    let before = app.log_size().await;
+    let out = app
+        .submit(
+            Context::user(app.manager),
+            save(client.id, "Booked ordering.", 3),
+        )
+        .await
+        .unwrap();
+    assert!(!out.changed);
+    assert_eq!(app.log_size().await, before);
+});
+
+both!(
+    a_save_from_a_stale_revision_never_overwrites_a_colleague,
+    |app| {
+        let client = app.client("Smith").await;
+        app.submit(Context::user(app.staff), save(client.id, "First.", 0))
+            .await
+            .unwrap();
+        let (a, b) = tokio::join!(
+            app.submit(
+                Context::user(app.staff),
+                save(client.id, "First.\nSam's line.", 1)
+            ),
+            app.submit(
+                Context::user(app.manager),
+                save(client.id, "First.\nMary's line.", 1)
+            ),
+        );
+        let (won, lost) = match (a, b) {
+            (Ok(_), Err(e)) => ("First.\nSam's line.", e),
+            (Err(e), Ok(_)) => ("First.\nMary's line.", e),
+            other => panic!("exactly one save should win: {other:?}"),
+        };
+        match lost {
+            Error::NotesConflict { revision, text, .. } => {
+                assert_eq!(revision, 2);
+                assert_eq!(text, won);
+            }
+            other => panic!("expected a conflict, got {other}"),
+        }
+        let latest = store::notes::latest(&app.db, RecordKind::Client, client.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((latest.revision, latest.text.as_str()), (2, won));
+    }
+);
+
+both!(bad_notes_and_reasons_are_refused_and_write_nothing, |app| {
+    let client = app.client("Smith").await;
+    let before = app.log_size().await;
+    let huge = "x".repeat(keeptrack::domain::note::MAX_CHARS + 1);
+    let err = app
+        .submit(Context::user(app.staff), save(client.id, &huge, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_fields(&err), ["notes"]);
+    let err = app
+        .submit(Context::user(app.staff), save(client.id, "a\u{0}b", 0))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_fields(&err), ["notes"]);
+    let err = app
+        .submit(
+            Context::user(app.staff).with_reason("   "),
+            Command::Update {
+                kind: RecordKind::Client,
+                id: client.id,
+                fields: crate::helpers::fields(json!({"email": "b@x.com"})),
+                expected_version: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_fields(&err), ["reason"]);
+    let err = app
+        .submit(
+            Context::user(app.owner),
+            Command::SetPreference {
+                key: "studio.time_zone".into(),
+                value: "Mars/Olympus".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_fields(&err), ["studio.time_zone"]);
+    let err = app
+        .submit(Context::user(app.staff), save(424_242, "x", 0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert_eq!(app.log_size().await, before);
+    assert!(
+        store::notes::latest(&app.db, RecordKind::Client, client.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        app.get(RecordKind::Client, client.id).await.fields["email"],
+        "jane@example.com"
+    );
+});
+
+both!(
+    the_stamp_comes_from_the_server_clock_and_the_users_initials,
+    |app| {
+        app.submit(
+            Context::user(app.owner),
+            Command::SetPreference {
+                key: "studio.time_zone".into(),
+                value: "America/New_York".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let at: jiff::Timestamp = "2018-10-18T15:00:04Z".parse().unwrap();
+        let stamp = history::stamp_for(&app.db, app.manager, at)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stamp, "10/18/2018 11:00:04 AM MKH – ");
+        app.submit(
+            Context::user(app.owner),
+            Command::SetPreference {
+                key: "studio.stamp_format".into(),
+                value: "iso".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let stamp = history::stamp_for(&app.db, app.manager, at)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stamp, "2018-10-18 11:00:04 MKH – ");
+    }
+);

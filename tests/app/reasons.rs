@@ -1,0 +1,191 @@
+//! Changes that need a reason: refused without one; with one, logged and written into
+//! the record's notes as a stamped line.
+
+use keeptrack::{
+    domain::record::RecordKind,
+    ledger::{Command, Context, Error},
+    store,
+};
+use serde_json::json;
+
+use crate::both;
+
+fn email(id: i64, to: &str) -> Command {
+    Command::Update {
+        kind: RecordKind::Client,
+        id,
+        fields: crate::helpers::fields(json!({"email": to})),
+        expected_version: None,
+    }
+}
+
+both!(a_change_that_needs_a_reason_is_refused_without_one, |app| {
+    let client = app.client("Smith").await;
+    let before = app.log_size().await;
+    let err = app
+        .submit(Context::user(app.manager), email(client.id, "new@x.com"))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::ReasonRequired { rules } => assert_eq!(rules[0].as_str(), "client_email"),
+        other => panic!("expected a reason to be required, got {other}"),
+    }
+    assert!(err.to_string().contains("a reason is needed"));
+    assert_eq!(app.log_size().await, before);
+    assert_eq!(
+        app.get(RecordKind::Client, client.id).await.fields["email"],
+        "jane@example.com"
+    );
+    for (kind, id, command) in [(
+        RecordKind::Client,
+        client.id,
+        Command::Delete {
+            kind: RecordKind::Client,
+            id: client.id,
+            expected_version: None,
+        },
+    )] {
+        let err = app
+            .submit(Context::user(app.owner), command)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::ReasonRequired { .. }),
+            "{kind} {id}: {err}"
+        );
+    }
+});
+
+both!(the_reason_is_logged_and_stamped_into_the_notes, |app| {
+    app.submit(
+        Context::user(app.owner),
+        Command::SetPreference {
+            key: "studio.time_zone".into(),
+            value: "America/New_York".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let client = app.client("Smith").await;
+    app.submit(
+        Context::user(app.staff),
+        Command::SaveNotes {
+            kind: RecordKind::Client,
+            id: client.id,
+            text: "Prefers email.".into(),
+            base_revision: 0,
+        },
+    )
+    .await
+    .unwrap();
+    app.submit(
+        Context::user(app.manager).with_reason("Client requested change 10/7/2018"),
+        email(client.id, "new@x.com"),
+    )
+    .await
+    .unwrap();
+    let entry = &app.latest(1).await[0];
+    assert_eq!(
+        entry.reason.as_deref(),
+        Some("Client requested change 10/7/2018")
+    );
+    let notes = store::notes::latest(&app.db, RecordKind::Client, client.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let (first, line) = notes.text.split_once('\n').unwrap();
+    assert_eq!(first, "Prefers email.");
+    let (stamp, text) = line.split_once(" – ").unwrap();
+    assert!(
+        stamp.ends_with(" MKH") && (stamp.contains(" AM") || stamp.contains(" PM")),
+        "{stamp}"
+    );
+    assert_eq!(
+        text,
+        "Email: jane@example.com → new@x.com. Reason: Client requested change 10/7/2018"
+    );
+    assert_eq!(notes.author.initials, "MKH");
+});
+
+both!(the_policy_is_a_preference, |app| {
+    let client = app.client("Smith").await;
+    let err = app
+        .submit(
+            Context::user(app.owner),
+            Command::SetPreference {
+                key: "reasons.required".into(),
+                value: "delete,bogus".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)));
+    app.submit(
+        Context::user(app.owner),
+        Command::SetPreference {
+            key: "reasons.required".into(),
+            value: "delete, restore".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let entry = &app.latest(1).await[0];
+    assert_eq!(entry.diff[0].field, "reasons.required");
+    app.submit(Context::user(app.manager), email(client.id, "new@x.com"))
+        .await
+        .unwrap();
+    assert!(
+        store::notes::latest(&app.db, RecordKind::Client, client.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+});
+
+both!(price_date_and_payment_overrides_need_reasons, |app| {
+    let client = app.client("Smith").await;
+    let invoice = app.invoice(client.id).await;
+    let cases = [
+        json!({"lines": [{"item": "8x10 print", "qty": 2, "unit_cents": 2000}]}),
+        json!({"invoice_date": "2026-12-01"}),
+        json!({"discount_cents": 500, "discount_reason": "Coupon"}),
+    ];
+    for fields in cases {
+        let command = Command::Update {
+            kind: RecordKind::Invoice,
+            id: invoice.id,
+            fields: crate::helpers::fields(fields.clone()),
+            expected_version: None,
+        };
+        let err = app
+            .submit(Context::user(app.manager), command)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::ReasonRequired { .. }),
+            "{fields}: {err}"
+        );
+    }
+    // Adding a line is not a price override.
+    let more = json!({"lines": [{"item": "8x10 print", "qty": 2, "unit_cents": 2500}, {"item": "Frame", "qty": 1, "unit_cents": 900}]});
+    app.submit(
+        Context::user(app.manager),
+        Command::Update {
+            kind: RecordKind::Invoice,
+            id: invoice.id,
+            fields: crate::helpers::fields(more),
+            expected_version: None,
+        },
+    )
+    .await
+    .unwrap();
+    let payment = app.payment(invoice.id, 5000).await;
+    let err = app
+        .submit(
+            Context::user(app.manager),
+            Command::VoidPayment { id: payment.id },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ReasonRequired { .. }), "{err}");
+});
