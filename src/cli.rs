@@ -130,6 +130,13 @@ pub enum AuditCmd {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Recompute the log from its stored bytes and name the first damage.
+    /// Exit 0 ok, 1 tampered, 2 could not verify, 3 warnings.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -143,22 +150,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let db = Db::open(&url)
         .await
         .with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
-    let ledger = Ledger::start(db.clone()).await?;
-    let result = match cli.command {
-        Cmd::Serve { listen } => serve(&ledger, &url, listen).await,
-        Cmd::Init {
-            username,
-            name,
-            initials,
-        } => init(&ledger, &username, &name, &initials).await,
-        Cmd::User(UserCmd::Add {
-            username,
-            name,
-            initials,
-            group,
-            email,
-            password_stdin,
-        }) => {
+    // Reading commands start no writer, so they change nothing, not even a new database.
+    let writes = matches!(
+        cli.command,
+        Cmd::Serve { .. } | Cmd::Init { .. } | Cmd::User(_) | Cmd::Demo { .. }
+    );
+    let ledger = if writes {
+        Some(Ledger::start(db.clone()).await?)
+    } else {
+        None
+    };
+    let result = match (cli.command, &ledger) {
+        (Cmd::Serve { listen }, Some(ledger)) => serve(ledger, &url, listen).await,
+        (
+            Cmd::Init {
+                username,
+                name,
+                initials,
+            },
+            Some(ledger),
+        ) => init(ledger, &username, &name, &initials).await,
+        (
+            Cmd::User(UserCmd::Add {
+                username,
+                name,
+                initials,
+                group,
+                email,
+                password_stdin,
+            }),
+            Some(ledger),
+        ) => {
             let password = if password_stdin {
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line)?;
@@ -167,15 +189,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None
             };
             let fields = user_fields(&username, &name, &initials, &group, email.as_deref());
-            add_user(&ledger, fields, password).await
+            add_user(ledger, fields, password).await
         }
-        Cmd::Demo {
-            clients,
-            sessions,
-            seed,
-        } => {
+        (
+            Cmd::Demo {
+                clients,
+                sessions,
+                seed,
+            },
+            Some(ledger),
+        ) => {
             run_demo(
-                &ledger,
+                ledger,
                 demo::Plan {
                     clients,
                     sessions,
@@ -184,17 +209,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        Cmd::Audit(AuditCmd::List {
-            from,
-            to,
-            actor,
-            category,
-            action,
-            record,
-            limit,
-            cursor,
-            format,
-        }) => {
+        (Cmd::Audit(AuditCmd::Verify { json }), _) => audit_verify(&db, json).await,
+        (
+            Cmd::Audit(AuditCmd::List {
+                from,
+                to,
+                actor,
+                category,
+                action,
+                record,
+                limit,
+                cursor,
+                format,
+            }),
+            _,
+        ) => {
             let q = AuditFilterArgs {
                 from,
                 to,
@@ -207,6 +236,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             audit_list(&db, q, format).await
         }
+        (_, None) => unreachable!("every writing command has a ledger"),
     };
     drop(ledger);
     db.close().await;
@@ -315,6 +345,42 @@ async fn run_demo(ledger: &Ledger, plan: demo::Plan) -> anyhow::Result<ExitCode>
         plan.clients, plan.sessions
     );
     Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_verify(db: &Db, json: bool) -> anyhow::Result<ExitCode> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} entries")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = audit::verify::verify(db, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await?;
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{} entries, root {}", report.entries, report.root);
+        match report.findings.first() {
+            None => println!("OK: every entry, tree node and the head match the stored bytes."),
+            Some(first) => {
+                let at = first
+                    .index
+                    .map_or(String::new(), |i| format!(" at entry {i}"));
+                println!("TAMPERED: {:?}{at}: {}", first.damage, first.detail);
+                for f in &report.findings[1..] {
+                    let at = f.index.map_or(String::new(), |i| format!(" at entry {i}"));
+                    println!("  also {:?}{at}: {}", f.damage, f.detail);
+                }
+            }
+        }
+        for w in &report.warnings {
+            println!("warning: {w}");
+        }
+    }
+    Ok(ExitCode::from(report.exit_code()))
 }
 
 struct AuditFilterArgs {

@@ -10,6 +10,7 @@ use crate::domain::{
 use crate::store::{self, Db, audit_log};
 
 pub mod history;
+pub mod verify;
 
 pub const MAX_PAGE: i64 = 1000;
 

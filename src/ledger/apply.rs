@@ -15,6 +15,7 @@ use crate::domain::{
     field::{FieldError, FieldType},
     invoice::DISCOUNT_FIELDS,
     list::{ListKind, due_date},
+    merkle::Frontier,
     note,
     permission::{Group, Permission, allows},
     preference::Preference,
@@ -38,14 +39,39 @@ pub(super) const ORIGIN_KEY: &str = "log.origin";
 pub(super) struct State {
     pub next_idx: i64,
     pub prefs: BTreeMap<String, String>,
+    /// The right edge of the Merkle tree, read at the start of every batch (another
+    /// process may have appended since).
+    pub frontier: Frontier,
+    /// The tree was just built for entries that predate it: the head needs its root.
+    pub rebuilt: bool,
 }
 
 impl State {
     pub async fn load(tx: &mut WriteTx) -> Result<Self, Error> {
+        let next_idx = audit_log::head_size(tx).await?;
+        let size = u64::try_from(next_idx).unwrap_or(0);
+        let ids = Frontier::node_ids(size);
+        let stored = audit_log::nodes_for_write(tx, &ids).await?;
+        let rebuilt = stored.len() != ids.len();
+        let frontier = if rebuilt {
+            build_tree(tx, next_idx).await?
+        } else {
+            let map: BTreeMap<(u8, u64), [u8; 32]> =
+                stored.into_iter().map(|(l, i, h)| ((l, i), h)).collect();
+            Frontier::from_nodes(size, |l, i| map[&(l, i)])
+        };
         Ok(Self {
-            next_idx: audit_log::head_size(tx).await?,
+            next_idx,
             prefs: preferences::all_for_write(tx).await?,
+            frontier,
+            rebuilt,
         })
+    }
+
+    /// Writes the head: the log's size and its tree's root.
+    pub async fn save_head(&self, tx: &mut WriteTx) -> Result<(), Error> {
+        audit_log::set_head(tx, self.next_idx, &self.frontier.root()).await?;
+        Ok(())
     }
 
     fn logging(&self, category: Category) -> bool {
@@ -63,6 +89,25 @@ impl State {
             .and_then(|name| TimeZone::get(name).ok())
             .unwrap_or_else(TimeZone::system)
     }
+}
+
+/// Builds the tree of a log whose entries predate it, from their stored leaf hashes.
+async fn build_tree(tx: &mut WriteTx, size: i64) -> Result<Frontier, Error> {
+    let leaves = audit_log::leaf_hashes_for_write(tx).await?;
+    if leaves.len() as i64 != size {
+        return Err(Error::Store(crate::store::Error::Corrupt(format!(
+            "the log head says {size} entries but {} are stored",
+            leaves.len()
+        ))));
+    }
+    tracing::warn!(size, "building the audit log's Merkle tree from its leaves");
+    let mut frontier = Frontier::new();
+    let mut nodes = Vec::new();
+    for leaf in leaves {
+        nodes.extend(frontier.push(leaf));
+    }
+    audit_log::insert_nodes(tx, &nodes).await?;
+    Ok(frontier)
 }
 
 /// One command's run: the transaction, who acts, and on whose authority.
@@ -340,6 +385,8 @@ impl Run<'_> {
             },
         )
         .await?;
+        let nodes = self.state.frontier.push(hash);
+        audit_log::insert_nodes(self.tx, &nodes).await?;
         self.state.next_idx += 1;
         Ok(Some(idx))
     }

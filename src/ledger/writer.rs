@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use super::{Error, Job, Outcome, Seal, apply};
 use crate::{
     clock,
-    store::{Db, WriteTx, audit_log},
+    store::{Db, WriteTx},
 };
 
 /// The most commands one transaction takes: enough to amortise the fsync, few enough
@@ -76,15 +76,15 @@ async fn run_batch(db: &Db, seal: &Seal, last: &mut Timestamp, jobs: Vec<Job>) -
         }
     }
     let finished = async {
-        if state.next_idx != start_size {
-            audit_log::set_head_size(&mut tx, state.next_idx).await?;
+        if state.next_idx != start_size || state.rebuilt {
+            state.save_head(&mut tx).await?;
         }
-        tx.commit().await
+        tx.commit().await.map_err(Error::from)
     }
     .await;
     match finished {
         Ok(()) => results,
-        Err(e) => fail_all(results.into_iter().map(|(r, _)| r), &e.into()),
+        Err(e) => fail_all(results.into_iter().map(|(r, _)| r), &e),
     }
 }
 

@@ -32,12 +32,6 @@ pub async fn head_size(tx: &mut WriteTx) -> Result<i64> {
         .fetch_one(&mut *c).await?))
 }
 
-pub async fn set_head_size(tx: &mut WriteTx, size: i64) -> Result<()> {
-    on_conn!(tx.conn(), c => sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
-        .bind(size).execute(&mut *c).await.map(|_| ())?);
-    Ok(())
-}
-
 pub async fn append(tx: &mut WriteTx, e: &NewEntry<'_>) -> Result<()> {
     let sql = "INSERT INTO audit_log (idx, ts, category, action, actor_kind, actor_id, \
                record_type, record_id, entry, leaf_hash) \
@@ -131,4 +125,185 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
         .into_iter()
         .map(|(idx, ts, bytes)| StoredEntry { idx, ts, bytes })
         .collect())
+}
+
+/// A stored tree node: (level, index) → hash.
+pub type Node = (u8, u64, [u8; 32]);
+
+async fn nodes_in(conn: super::Conn<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let clauses: Vec<String> = (0..ids.len())
+        .map(|i| format!("(level = ${} AND idx = ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let sql = format!(
+        "SELECT level, idx, hash FROM audit_tree WHERE {}",
+        clauses.join(" OR ")
+    );
+    let values = ids.iter().flat_map(|(level, idx)| {
+        [
+            SqlValue::Int(Some(i64::from(*level))),
+            SqlValue::Int(Some(i64::try_from(*idx).unwrap_or(i64::MAX))),
+        ]
+    });
+    let rows: Vec<(i64, i64, Vec<u8>)> = on_conn!(conn, c =>
+        bind_all(sqlx::query(trusted(sql)), values).fetch_all(&mut *c).await?
+            .iter()
+            .map(|r| Ok((sqlx::Row::try_get(r, 0)?, sqlx::Row::try_get(r, 1)?, sqlx::Row::try_get(r, 2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?);
+    rows.into_iter()
+        .map(|(level, idx, hash)| {
+            let hash: [u8; 32] = hash.try_into().map_err(|_| {
+                super::Error::Corrupt(format!("tree node {level}/{idx} is not 32 bytes"))
+            })?;
+            Ok((level as u8, idx as u64, hash))
+        })
+        .collect()
+}
+
+/// The stored tree nodes with these ids (missing ones are simply absent).
+pub async fn nodes(db: &Db, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
+    let mut conn = db.acquire().await?;
+    nodes_in(conn.conn(), ids).await
+}
+
+pub async fn nodes_for_write(tx: &mut WriteTx, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
+    nodes_in(tx.conn(), ids).await
+}
+
+pub async fn insert_nodes(tx: &mut WriteTx, nodes: &[Node]) -> Result<()> {
+    let sql = "INSERT INTO audit_tree (level, idx, hash) VALUES ($1, $2, $3)";
+    for (level, idx, hash) in nodes {
+        on_conn!(tx.conn(), c => sqlx::query(sql)
+            .bind(i64::from(*level)).bind(i64::try_from(*idx).unwrap_or(i64::MAX)).bind(hash.as_slice())
+            .execute(&mut *c).await.map(|_| ())?);
+    }
+    Ok(())
+}
+
+/// Every leaf hash in index order, for rebuilding a tree the log predates.
+pub async fn leaf_hashes_for_write(tx: &mut WriteTx) -> Result<Vec<[u8; 32]>> {
+    let rows: Vec<(Vec<u8>,)> = on_conn!(tx.conn(), c =>
+        sqlx::query_as("SELECT leaf_hash FROM audit_log ORDER BY idx").fetch_all(&mut *c).await?);
+    rows.into_iter()
+        .map(|(h,)| {
+            h.try_into()
+                .map_err(|_| super::Error::Corrupt("a leaf hash is not 32 bytes".into()))
+        })
+        .collect()
+}
+
+pub async fn set_head(tx: &mut WriteTx, size: i64, root: &[u8; 32]) -> Result<()> {
+    on_conn!(tx.conn(), c => sqlx::query("UPDATE log_head SET size = $1, root = $2 WHERE id = 1")
+        .bind(size).bind(root.as_slice()).execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+/// The head as recorded: size and root (no root before the first entry).
+pub async fn head(db: &Db) -> Result<(i64, Option<Vec<u8>>)> {
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => Ok(sqlx::query_as("SELECT size, root FROM log_head WHERE id = 1")
+        .fetch_one(&mut *c).await?))
+}
+
+/// One stored entry row, every column, for verification.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub idx: i64,
+    pub ts: i64,
+    pub category: String,
+    pub action: String,
+    pub actor_kind: String,
+    pub actor_id: Option<i64>,
+    pub record_type: Option<String>,
+    pub record_id: Option<i64>,
+    pub bytes: Vec<u8>,
+    pub leaf_hash: Vec<u8>,
+}
+
+/// Rows from `from_idx` on, in index order, at most `limit`.
+pub async fn rows(db: &Db, from_idx: i64, limit: i64) -> Result<Vec<Row>> {
+    type Tuple = (
+        i64,
+        i64,
+        String,
+        String,
+        String,
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+        Vec<u8>,
+        Vec<u8>,
+    );
+    let sql = "SELECT idx, ts, category, action, actor_kind, actor_id, record_type, record_id, \
+               entry, leaf_hash FROM audit_log WHERE idx >= $1 ORDER BY idx LIMIT $2";
+    let mut conn = db.acquire().await?;
+    let rows: Vec<Tuple> = on_conn!(conn.conn(), c =>
+        sqlx::query_as(sql).bind(from_idx).bind(limit).fetch_all(&mut *c).await?);
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                idx,
+                ts,
+                category,
+                action,
+                actor_kind,
+                actor_id,
+                record_type,
+                record_id,
+                bytes,
+                leaf_hash,
+            )| Row {
+                idx,
+                ts,
+                category,
+                action,
+                actor_kind,
+                actor_id,
+                record_type,
+                record_id,
+                bytes,
+                leaf_hash,
+            },
+        )
+        .collect())
+}
+
+/// The stored tree nodes completed by the leaves `[from, to)`: those whose span ends there.
+pub async fn nodes_in_range(db: &Db, from_leaf: u64, to_leaf: u64) -> Result<Vec<Node>> {
+    let sql = "SELECT level, idx, hash FROM audit_tree \
+               WHERE (idx + 1) * (CAST(1 AS BIGINT) << CAST(level AS INTEGER)) - 1 >= $1 \
+               AND (idx + 1) * (CAST(1 AS BIGINT) << CAST(level AS INTEGER)) - 1 < $2";
+    let mut conn = db.acquire().await?;
+    let rows: Vec<(i64, i64, Vec<u8>)> = on_conn!(conn.conn(), c =>
+        sqlx::query_as(sql).bind(from_leaf as i64).bind(to_leaf as i64).fetch_all(&mut *c).await?);
+    rows.into_iter()
+        .map(|(level, idx, hash)| {
+            let hash: [u8; 32] = hash.try_into().map_err(|_| {
+                super::Error::Corrupt(format!("tree node {level}/{idx} is not 32 bytes"))
+            })?;
+            Ok((level as u8, idx as u64, hash))
+        })
+        .collect()
+}
+
+/// The names of the guard-rail triggers present on the log's tables.
+pub async fn guard_triggers(db: &Db) -> Result<Vec<String>> {
+    let mut conn = db.acquire().await?;
+    let names: Vec<(String,)> =
+        match conn.conn() {
+            super::Conn::Sqlite(c) => {
+                sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+                    .fetch_all(&mut *c)
+                    .await?
+            }
+            super::Conn::Postgres(c) => sqlx::query_as(
+                "SELECT tgname::text FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'D'",
+            )
+            .fetch_all(&mut *c)
+            .await?,
+        };
+    Ok(names.into_iter().map(|(n,)| n).collect())
 }

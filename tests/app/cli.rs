@@ -269,3 +269,43 @@ async fn first_serve_creates_the_studio_sqlite() {
 async fn first_serve_creates_the_studio_postgres() {
     first_serve_creates_the_studio(true).await;
 }
+
+/// `audit verify` exits 1 and names the damage when the log was edited behind its back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_tampering() {
+    let Some((url, _dir)) = new_database_url(false).await else {
+        return;
+    };
+    ok(&url, &["init"]);
+    ok(
+        &url,
+        &[
+            "user",
+            "add",
+            "--username",
+            "mary",
+            "--name",
+            "Mary K Hill",
+            "--initials",
+            "MKH",
+        ],
+    );
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("DROP TRIGGER audit_log_no_update")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_log SET action = 'delete' WHERE idx = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let out = keeptrack(&url, &["audit", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("TAMPERED: Edited at entry 1: the action column differs"),
+        "{text}"
+    );
+    assert!(text.contains("guard trigger audit_log_no_update"), "{text}");
+}

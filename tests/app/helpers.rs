@@ -106,6 +106,12 @@ impl TestApp {
         Some(app)
     }
 
+    /// Another fresh studio on the same database server.
+    pub async fn same_backend(&self) -> Self {
+        let postgres = matches!(self.db, Db::Postgres(_));
+        Self::on(postgres).await.expect("the backend is there")
+    }
+
     pub async fn add_user(&self, username: &str, name: &str, initials: &str, group: &str) -> i64 {
         let f = fields(json!({"username": username, "display_name": name,
                               "initials": initials, "security_group": group}));

@@ -14,3 +14,4 @@ mod notes;
 mod reasons;
 mod replay;
 mod status_notes;
+mod tamper;

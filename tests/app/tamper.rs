@@ -1,0 +1,237 @@
+//! The tamper matrix (integrity.md §3) for what a log without signed checkpoints can
+//! catch by itself: each attack at the first, a middle and the last entry, by SQL with
+//! the guard triggers removed. Every one must be found, with the right kind and index.
+
+use keeptrack::{
+    audit::verify::{Damage, Report, verify},
+    store::Db,
+};
+
+use crate::both;
+use crate::helpers::TestApp;
+
+async fn exec(db: &Db, sql: &str) {
+    match db {
+        Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(p)
+            .await
+            .map(|_| ()),
+        Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(p)
+            .await
+            .map(|_| ()),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn drop_guards(db: &Db) {
+    let sql = match db {
+        Db::Sqlite(_) => [
+            "DROP TRIGGER audit_log_no_update",
+            "DROP TRIGGER audit_log_no_delete",
+            "DROP TRIGGER log_head_only_grows",
+            "DROP TRIGGER audit_tree_no_update",
+            "DROP TRIGGER audit_tree_no_delete",
+        ]
+        .as_slice(),
+        Db::Postgres(_) => [
+            "ALTER TABLE audit_log DISABLE TRIGGER USER",
+            "ALTER TABLE log_head DISABLE TRIGGER USER",
+            "ALTER TABLE audit_tree DISABLE TRIGGER USER",
+        ]
+        .as_slice(),
+    };
+    for s in sql {
+        exec(db, s).await;
+    }
+}
+
+async fn entry_bytes(db: &Db, idx: i64) -> Vec<u8> {
+    keeptrack::store::audit_log::rows(db, idx, 1)
+        .await
+        .unwrap()
+        .remove(0)
+        .bytes
+}
+
+async fn set_bytes(db: &Db, idx: i64, bytes: Vec<u8>) {
+    let sql = "UPDATE audit_log SET entry = $1 WHERE idx = $2";
+    match db {
+        Db::Sqlite(p) => sqlx::query(sql)
+            .bind(bytes)
+            .bind(idx)
+            .execute(p)
+            .await
+            .map(|_| ()),
+        Db::Postgres(p) => sqlx::query(sql)
+            .bind(bytes)
+            .bind(idx)
+            .execute(p)
+            .await
+            .map(|_| ()),
+    }
+    .unwrap();
+}
+
+/// A studio with some history, its guards removed, and the indices to attack.
+async fn studio(app: &TestApp) -> [i64; 3] {
+    for n in 0..6 {
+        app.client(&format!("Client{n}")).await;
+    }
+    drop_guards(&app.db).await;
+    let size = app.log_size().await;
+    [0, size / 2, size - 1]
+}
+
+fn first(report: &Report) -> (Damage, Option<i64>) {
+    let f = report
+        .findings
+        .first()
+        .unwrap_or_else(|| panic!("nothing found: {report:?}"));
+    (f.damage, f.index)
+}
+
+both!(an_untouched_log_verifies, |app| {
+    studio(&app).await;
+    let report = verify(&app.db, |_, _| {}).await.unwrap();
+    assert!(report.findings.is_empty(), "{report:?}");
+    assert_eq!(report.entries, app.log_size().await);
+    // Without signed checkpoints, verify says so (exit 3), never plain "ok".
+    assert_eq!(report.exit_code(), 3);
+    assert!(report.warnings.iter().any(|w| w.starts_with("UNANCHORED")));
+});
+
+#[derive(Clone, Copy, Debug)]
+enum Attack {
+    EditColumn,
+    EditBytes,
+    DeleteRow,
+    SwapWithNext,
+    DeleteTailAndFixHeadSize,
+    AppendForgedRow,
+}
+
+/// Carries out an attack on entry `idx`; returns the damage and index verify must report.
+async fn attack(db: &Db, attack: Attack, idx: i64, size: i64) -> (Damage, Option<i64>) {
+    match attack {
+        Attack::EditColumn => {
+            exec(
+                db,
+                &format!("UPDATE audit_log SET actor_id = 999 WHERE idx = {idx}"),
+            )
+            .await;
+            (Damage::Edited, Some(idx))
+        }
+        Attack::EditBytes => {
+            let text = String::from_utf8(entry_bytes(db, idx).await).unwrap();
+            let forged = text.replacen("\"act\":\"", "\"act\":\"x", 1);
+            assert_ne!(text, forged);
+            set_bytes(db, idx, forged.into_bytes()).await;
+            (Damage::Edited, Some(idx))
+        }
+        Attack::DeleteRow => {
+            exec(db, &format!("DELETE FROM audit_log WHERE idx = {idx}")).await;
+            let last = idx == size - 1;
+            (
+                if last {
+                    Damage::Truncated
+                } else {
+                    Damage::Missing
+                },
+                Some(idx),
+            )
+        }
+        Attack::SwapWithNext => {
+            // The last entry swaps with the one before it.
+            let (a, b) = if idx == size - 1 {
+                (idx - 1, idx)
+            } else {
+                (idx, idx + 1)
+            };
+            exec(
+                db,
+                &format!("UPDATE audit_log SET idx = -1 WHERE idx = {a}"),
+            )
+            .await;
+            exec(
+                db,
+                &format!("UPDATE audit_log SET idx = {a} WHERE idx = {b}"),
+            )
+            .await;
+            exec(
+                db,
+                &format!("UPDATE audit_log SET idx = {b} WHERE idx = -1"),
+            )
+            .await;
+            (Damage::Reordered, Some(a))
+        }
+        Attack::DeleteTailAndFixHeadSize => {
+            exec(db, &format!("DELETE FROM audit_log WHERE idx >= {idx}")).await;
+            exec(
+                db,
+                &format!("UPDATE log_head SET size = {idx} WHERE id = 1"),
+            )
+            .await;
+            // The head's root still commits to the longer log. (Fixing the root as well
+            // needs a signed checkpoint kept off the machine to catch.)
+            (Damage::Rewritten, None)
+        }
+        Attack::AppendForgedRow => {
+            let bytes = entry_bytes(db, idx).await;
+            let sql = "INSERT INTO audit_log (idx, ts, category, action, actor_kind, actor_id, \
+                       record_type, record_id, entry, leaf_hash) \
+                       SELECT $1, ts, category, action, actor_kind, actor_id, record_type, record_id, \
+                       $2, leaf_hash FROM audit_log WHERE idx = $3";
+            match db {
+                Db::Sqlite(p) => sqlx::query(sql)
+                    .bind(size)
+                    .bind(bytes)
+                    .bind(idx)
+                    .execute(p)
+                    .await
+                    .map(|_| ()),
+                Db::Postgres(p) => sqlx::query(sql)
+                    .bind(size)
+                    .bind(bytes)
+                    .bind(idx)
+                    .execute(p)
+                    .await
+                    .map(|_| ()),
+            }
+            .unwrap();
+            (Damage::Reordered, Some(size))
+        }
+    }
+}
+
+both!(
+    every_attack_at_the_first_a_middle_and_the_last_entry_is_found,
+    |app| {
+        let attacks = [
+            Attack::EditColumn,
+            Attack::EditBytes,
+            Attack::DeleteRow,
+            Attack::SwapWithNext,
+            Attack::DeleteTailAndFixHeadSize,
+            Attack::AppendForgedRow,
+        ];
+        let mut tried = 0;
+        for a in attacks {
+            for position in 0..3 {
+                let victim = app.same_backend().await;
+                let targets = studio(&victim).await;
+                let size = victim.log_size().await;
+                let idx = targets[position];
+                if matches!(a, Attack::DeleteTailAndFixHeadSize) && idx == 0 {
+                    continue; // an empty log has nothing left to check
+                }
+                let expected = attack(&victim.db, a, idx, size).await;
+                let report = verify(&victim.db, |_, _| {}).await.unwrap();
+                assert_eq!(first(&report), expected, "{a:?} at {idx}: {report:?}");
+                assert_eq!(report.exit_code(), 1);
+                tried += 1;
+            }
+        }
+        assert_eq!(tried, 17);
+    }
+);
