@@ -1,6 +1,12 @@
 //! The `keeptrack` command: serve, init, user, demo, audit.
 
-use std::{io::Write, net::SocketAddr, process::ExitCode};
+use std::{
+    io::Write,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -8,7 +14,8 @@ use jiff::{Timestamp, tz::TimeZone};
 use serde_json::json;
 
 use crate::{
-    audit, clock,
+    audit::{self, checkpoint},
+    clock,
     config::{DEFAULT_DATABASE_URL, redact_url},
     demo,
     domain::{
@@ -30,6 +37,24 @@ pub struct Cli {
     /// Database: sqlite://FILE (created if missing) or postgres://USER:PASS@HOST/DB.
     #[arg(long, env = "KEEPTRACK_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
     pub database_url: String,
+    /// The log's Ed25519 signing key (created by init or the first serve). Keep it out
+    /// of the database's backups; `<path>.pub` beside it is the public key for auditors.
+    #[arg(
+        long,
+        env = "KEEPTRACK_SIGNING_KEY",
+        default_value = "keeptrack.key",
+        global = true
+    )]
+    pub signing_key: PathBuf,
+    /// Where signed checkpoints are written: meant to be a mount or a synced folder off
+    /// this machine.
+    #[arg(
+        long,
+        env = "KEEPTRACK_CHECKPOINT_DIR",
+        default_value = "checkpoints",
+        global = true
+    )]
+    pub checkpoint_dir: PathBuf,
     /// Log format for the server's own logs.
     #[arg(long, env = "KEEPTRACK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -49,6 +74,12 @@ pub enum Cmd {
     Serve {
         #[arg(long, env = "KEEPTRACK_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Seconds between checkpoints while the log grows.
+        #[arg(long, default_value_t = 60)]
+        checkpoint_every: u64,
+        /// Seconds after which a checkpoint is made even if nothing changed.
+        #[arg(long, default_value_t = 900)]
+        heartbeat: u64,
     },
     /// Create the database and the owner account; prints a one-time password.
     Init {
@@ -136,6 +167,13 @@ pub enum AuditCmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The trusted public key (a file, or the key itself); default: the signing
+        /// key's `.pub` file, if present. Never read from the database.
+        #[arg(long)]
+        key: Option<String>,
+        /// A directory (or file) of trusted checkpoints; default: the checkpoint directory.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
     },
 }
 
@@ -161,7 +199,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None
     };
     let result = match (cli.command, &ledger) {
-        (Cmd::Serve { listen }, Some(ledger)) => serve(ledger, &url, listen).await,
+        (
+            Cmd::Serve {
+                listen,
+                checkpoint_every,
+                heartbeat,
+            },
+            Some(ledger),
+        ) => {
+            let keys = Keys {
+                key: cli.signing_key.clone(),
+                dir: cli.checkpoint_dir.clone(),
+            };
+            let every = Duration::from_secs(checkpoint_every.max(1));
+            let heartbeat = Duration::from_secs(heartbeat.max(1));
+            serve(ledger, &url, listen, &keys, every, heartbeat).await
+        }
         (
             Cmd::Init {
                 username,
@@ -169,7 +222,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 initials,
             },
             Some(ledger),
-        ) => init(ledger, &username, &name, &initials).await,
+        ) => {
+            init(ledger, &username, &name, &initials).await?;
+            ensure_key(ledger.db(), &cli.signing_key).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         (
             Cmd::User(UserCmd::Add {
                 username,
@@ -209,7 +266,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        (Cmd::Audit(AuditCmd::Verify { json }), _) => audit_verify(&db, json).await,
+        (
+            Cmd::Audit(AuditCmd::Verify {
+                json,
+                key,
+                checkpoints,
+            }),
+            _,
+        ) => {
+            let key = key.or_else(|| {
+                let default = checkpoint::public_key_path(&cli.signing_key);
+                default.exists().then(|| default.display().to_string())
+            });
+            let checkpoints = checkpoints.or_else(|| {
+                cli.checkpoint_dir
+                    .exists()
+                    .then(|| cli.checkpoint_dir.clone())
+            });
+            let anchors = anchors(key.as_deref(), checkpoints.as_deref())?;
+            audit_verify(&db, anchors, json).await
+        }
         (
             Cmd::Audit(AuditCmd::List {
                 from,
@@ -303,7 +379,41 @@ async fn init(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(ledger: &Ledger, url: &str, listen: SocketAddr) -> anyhow::Result<ExitCode> {
+/// Where the signing key and the exported checkpoints live.
+struct Keys {
+    key: PathBuf,
+    dir: PathBuf,
+}
+
+/// The log's signing key, created on first use with the log's origin as its name.
+async fn ensure_key(db: &Db, path: &Path) -> anyhow::Result<checkpoint::Signer> {
+    if path.exists() {
+        return Ok(checkpoint::read_signer(path)?);
+    }
+    let origin = store::preferences::all(db)
+        .await?
+        .get("log.origin")
+        .cloned()
+        .context("the log has no origin yet")?;
+    let signer = checkpoint::create_key_files(path, &origin)
+        .with_context(|| format!("cannot create the signing key {}", path.display()))?;
+    println!(
+        "Created the log's signing key {} (keep it out of backups) and its public key {}:\n  {}",
+        path.display(),
+        checkpoint::public_key_path(path).display(),
+        signer.verifier().to_vkey()
+    );
+    Ok(signer)
+}
+
+async fn serve(
+    ledger: &Ledger,
+    url: &str,
+    listen: SocketAddr,
+    keys: &Keys,
+    every: Duration,
+    heartbeat: Duration,
+) -> anyhow::Result<ExitCode> {
     if !has_users(ledger.db()).await? {
         println!(
             "First run: created {} with an owner account.",
@@ -311,18 +421,133 @@ async fn serve(ledger: &Ledger, url: &str, listen: SocketAddr) -> anyhow::Result
         );
         init(ledger, "owner", "Studio Owner", "OWN").await?;
     }
+    let signer = ensure_key(ledger.db(), &keys.key).await?;
+    std::fs::create_dir_all(&keys.dir).with_context(|| {
+        format!(
+            "cannot create the checkpoint directory {}",
+            keys.dir.display()
+        )
+    })?;
+    // The writer that signs: one per process, holding the key.
+    let ledger = Ledger::start_signing(ledger.db().clone(), Some(signer)).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     println!("Keeptrack is serving on http://{}", listener.local_addr()?);
-    let state = web::AppState {
-        ledger: ledger.clone(),
-    };
+    let checkpoints = tokio::spawn(checkpoint_loop(
+        ledger.clone(),
+        keys.dir.clone(),
+        every,
+        heartbeat,
+    ));
+    let state = web::AppState { ledger };
     web::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
+    checkpoints.abort();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Signs a checkpoint when the log has grown since the last one (checked every `every`)
+/// and at least every `heartbeat`, and writes each to the checkpoint directory.
+async fn checkpoint_loop(ledger: Ledger, dir: PathBuf, every: Duration, heartbeat: Duration) {
+    let mut tick = tokio::time::interval(every);
+    let mut signed_size: Option<i64> = None;
+    let mut signed_at = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let size = match store::audit_log::size(ledger.db()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the log's size");
+                continue;
+            }
+        };
+        // Our own checkpoint entry makes the log one longer than the tree it signed.
+        let grew = signed_size.is_none_or(|s| size > s + 1);
+        if !grew && signed_at.elapsed() < heartbeat {
+            continue;
+        }
+        match ledger
+            .submit(Context::system(), crate::ledger::Command::Checkpoint)
+            .await
+        {
+            Ok(out) => {
+                let Some(note) = out.checkpoint else { continue };
+                let size = note
+                    .lines()
+                    .nth(1)
+                    .and_then(|l| l.parse::<i64>().ok())
+                    .unwrap_or(0);
+                let file = dir.join(format!("{size:012}.checkpoint"));
+                if let Err(e) = write_durably(&file, note.as_bytes()) {
+                    tracing::error!(error = %e, file = %file.display(), "cannot write the checkpoint");
+                }
+                signed_size = Some(size);
+                signed_at = tokio::time::Instant::now();
+            }
+            Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+        }
+    }
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads the trusted key and checkpoints; a checkpoint the key did not sign is a warning.
+fn anchors(
+    key: Option<&str>,
+    checkpoints: Option<&Path>,
+) -> anyhow::Result<audit::verify::Anchors> {
+    let mut anchors = audit::verify::Anchors::default();
+    let Some(key) = key else {
+        if checkpoints.is_some() {
+            anchors.warnings.push(
+                "checkpoints were given but no key to check them with: they are ignored".into(),
+            );
+        }
+        return Ok(anchors);
+    };
+    let text = if Path::new(key).exists() {
+        std::fs::read_to_string(key)?
+    } else {
+        key.to_owned()
+    };
+    let verifier = checkpoint::Verifier::from_vkey(&text)
+        .with_context(|| format!("{key} is not a public key"))?;
+    if let Some(path) = checkpoints {
+        let files: Vec<PathBuf> = if path.is_dir() {
+            let mut f: Vec<PathBuf> = std::fs::read_dir(path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            f.sort();
+            f
+        } else {
+            vec![path.to_owned()]
+        };
+        for file in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "checkpoint"))
+        {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            match verifier.open(&bytes) {
+                Ok(c) => anchors.checkpoints.push((file.display().to_string(), c)),
+                Err(e) => anchors.warnings.push(format!(
+                    "{} is not a checkpoint signed by the key: {e}",
+                    file.display()
+                )),
+            }
+        }
+    }
+    anchors.key = Some(verifier);
+    Ok(anchors)
 }
 
 async fn run_demo(ledger: &Ledger, plan: demo::Plan) -> anyhow::Result<ExitCode> {
@@ -347,13 +572,17 @@ async fn run_demo(ledger: &Ledger, plan: demo::Plan) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit_verify(db: &Db, json: bool) -> anyhow::Result<ExitCode> {
+async fn audit_verify(
+    db: &Db,
+    anchors: audit::verify::Anchors,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} entries")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let report = audit::verify::verify(db, |done, total| {
+    let report = audit::verify::verify(db, anchors, clock::now(), |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })

@@ -9,6 +9,7 @@ use crate::domain::{
 };
 use crate::store::{self, Db, audit_log};
 
+pub mod checkpoint;
 pub mod history;
 pub mod verify;
 

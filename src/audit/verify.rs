@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::checkpoint::{Checkpoint, Verifier};
 use crate::domain::{
-    audit::{Entry, leaf_hash},
+    audit::{Action, Entry, leaf_hash},
     merkle::{Frontier, Hash},
 };
 use crate::store::{self, Db, audit_log};
@@ -65,10 +66,46 @@ const GUARDS: [&str; 3] = ["audit_log_no_update", "audit_tree", "log_head_only_g
 
 const PAGE: i64 = 5000;
 
-pub async fn verify(db: &Db, progress: impl Fn(u64, u64)) -> Result<Report, store::Error> {
+/// A checkpoint older than this (twice the 15-minute heartbeat) means signing stopped.
+pub const STALE_AFTER_SECS: i64 = 2 * 15 * 60;
+
+/// What verify trusts, all from outside the database: the log's public key and the
+/// checkpoints kept off the machine.
+#[derive(Default)]
+pub struct Anchors {
+    pub key: Option<Verifier>,
+    /// Checkpoints whose signatures were already checked, with where each came from.
+    pub checkpoints: Vec<(String, Checkpoint)>,
+    /// Problems met while reading them (unreadable files, wrong signatures).
+    pub warnings: Vec<String>,
+}
+
+pub async fn verify(
+    db: &Db,
+    anchors: Anchors,
+    now: jiff::Timestamp,
+    progress: impl Fn(u64, u64),
+) -> Result<Report, store::Error> {
     let (head_size, head_root) = audit_log::head(db).await?;
     let mut findings = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings = anchors.warnings;
+    let mut trusted = anchors.checkpoints;
+    // The database's own checkpoints count only if the trusted key signed them.
+    if let Some(key) = &anchors.key {
+        for (size, _, note) in audit_log::checkpoints(db, 10_000).await? {
+            match key.open(note.as_bytes()) {
+                Ok(c) => trusted.push((format!("the database's checkpoint of {size}"), c)),
+                Err(e) => findings.push(Finding {
+                    damage: Damage::Rewritten,
+                    index: None,
+                    detail: format!("the database's checkpoint of {size} entries fails: {e}"),
+                }),
+            }
+        }
+    }
+    let mut roots_at: BTreeMap<u64, Hash> = BTreeMap::new();
+    let mut times_at: BTreeMap<u64, i64> = BTreeMap::new();
+    let wanted: std::collections::BTreeSet<u64> = trusted.iter().map(|(_, c)| c.size).collect();
     let mut frontier = Frontier::new();
     let mut expected: i64 = 0;
     let mut origin: Option<String> = None;
@@ -171,6 +208,15 @@ pub async fn verify(db: &Db, progress: impl Fn(u64, u64)) -> Result<Report, stor
                 }
             }
             expected += 1;
+            let size = u64::try_from(expected).unwrap_or(0);
+            if wanted.contains(&size) {
+                roots_at.insert(size, frontier.root());
+                if let Ok(e) = Entry::from_bytes(&row.bytes)
+                    && e.act == Action::Checkpoint
+                {
+                    times_at.insert(size, e.ts);
+                }
+            }
         }
         progress(
             u64::try_from(expected).unwrap_or(0),
@@ -199,17 +245,56 @@ pub async fn verify(db: &Db, progress: impl Fn(u64, u64)) -> Result<Report, stor
             "the head's root is not the root of the stored entries".into(),
         );
     }
+    let stored = u64::try_from(expected).unwrap_or(0);
+    let mut origin_seen = origin.clone();
+    for (source, c) in &trusted {
+        if origin_seen.get_or_insert_with(|| c.origin.clone()) != &c.origin {
+            warnings.push(format!("{source} is for another log ({:?})", c.origin));
+            continue;
+        }
+        if c.size > stored {
+            find(
+                Damage::Truncated,
+                Some(expected),
+                format!(
+                    "{source} vouches for {} entries; only {stored} are stored",
+                    c.size
+                ),
+            );
+        } else if c.size > 0 && roots_at.get(&c.size) != Some(&c.root) {
+            find(
+                Damage::Rewritten,
+                Some(i64::try_from(c.size).unwrap_or(0) - 1),
+                format!(
+                    "the first {} entries are not the ones {source} vouches for",
+                    c.size
+                ),
+            );
+        }
+    }
+    let newest = trusted.iter().map(|(_, c)| c.size).max();
+    match newest {
+        None => warnings.push(
+            "UNANCHORED: no signed checkpoint from outside the database vouches for this log; \
+             it is consistent with itself only"
+                .into(),
+        ),
+        Some(size) => {
+            let age = times_at.get(&size).map(|ts| now.as_microsecond() - ts);
+            if age.is_some_and(|a| a > STALE_AFTER_SECS * 1_000_000) {
+                warnings.push(format!(
+                    "STALE: the newest checkpoint ({size} entries) is older than {} minutes",
+                    STALE_AFTER_SECS / 60
+                ));
+            }
+        }
+    }
     let triggers = audit_log::guard_triggers(db).await?;
     for guard in GUARDS {
         if !triggers.iter().any(|t| t.starts_with(guard)) {
             warnings.push(format!("the guard trigger {guard}* is missing or disabled"));
         }
     }
-    warnings.push(
-        "UNANCHORED: no signed checkpoint outside the database vouches for this log yet; \
-         it is consistent with itself only"
-            .into(),
-    );
     Ok(finish(findings, warnings, expected, &frontier))
 }
 

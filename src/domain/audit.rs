@@ -101,10 +101,12 @@ pub enum Action {
     Notes,
     /// A communication (email, SMS, letter, call) was sent about a record.
     Communication,
+    /// A signed checkpoint of the log was made; this entry puts its time in the tree.
+    Checkpoint,
 }
 
 impl Action {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Create,
         Self::Update,
         Self::Delete,
@@ -116,6 +118,7 @@ impl Action {
         Self::Preference,
         Self::Notes,
         Self::Communication,
+        Self::Checkpoint,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -130,6 +133,7 @@ impl Action {
             Self::Preference => "preference",
             Self::Notes => "notes",
             Self::Communication => "communication",
+            Self::Checkpoint => "checkpoint",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

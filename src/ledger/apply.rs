@@ -6,6 +6,7 @@ use jiff::{Timestamp, tz::TimeZone};
 use serde_json::Value;
 
 use super::{ActorRef, Command, Context, Error, Outcome};
+use crate::audit::checkpoint::{Checkpoint, Signer};
 use crate::domain::{
     audit::{
         Action, Actor, ActorKind, Authoriser, Category, CommunicationRef, Entry, NoteRef,
@@ -127,6 +128,7 @@ pub(super) async fn apply(
     ctx: &Context,
     command: Command,
     now: Timestamp,
+    signer: Option<&Signer>,
 ) -> Result<Outcome, Error> {
     if let Some(reason) = &ctx.reason {
         if reason.trim().is_empty() {
@@ -217,6 +219,12 @@ pub(super) async fn apply(
             run.record_communication(kind, id, comm).await
         }
         Command::Install => run.install().await,
+        Command::Checkpoint => {
+            let signer = signer.ok_or_else(|| {
+                Error::NotPermitted("this ledger was started without a signing key".into())
+            })?;
+            run.checkpoint(signer).await
+        }
     }
 }
 
@@ -1005,6 +1013,56 @@ impl Run<'_> {
         self.set_preference(key.to_owned(), old, value).await
     }
 
+    /// Appends the checkpoint's System entry, then signs the tree that includes it.
+    async fn checkpoint(&mut self, signer: &Signer) -> Result<Outcome, Error> {
+        let origin = self
+            .state
+            .prefs
+            .get(ORIGIN_KEY)
+            .cloned()
+            .unwrap_or_default();
+        if signer.name() != origin {
+            return Err(Error::NotPermitted(format!(
+                "the signing key is for {:?}, not this log ({origin:?})",
+                signer.name()
+            )));
+        }
+        let change = Change {
+            field: "size".into(),
+            old: Value::Null,
+            new: Value::from(self.state.next_idx + 1),
+        };
+        let audit_index = self
+            .log(
+                Category::System,
+                Action::Checkpoint,
+                None,
+                vec![change],
+                None,
+            )
+            .await?;
+        let checkpoint = Checkpoint {
+            origin,
+            size: u64::try_from(self.state.next_idx).unwrap_or(0),
+            root: self.state.frontier.root(),
+        };
+        let note = signer.sign(&checkpoint);
+        audit_log::insert_checkpoint(
+            self.tx,
+            self.state.next_idx,
+            &checkpoint.root,
+            self.micros(),
+            &note,
+        )
+        .await?;
+        Ok(Outcome {
+            changed: true,
+            audit_index,
+            checkpoint: Some(note),
+            ..Default::default()
+        })
+    }
+
     /// A new database: default lists, a fresh origin for its log, and entry 0.
     async fn install(&mut self) -> Result<Outcome, Error> {
         if self.state.prefs.contains_key(ORIGIN_KEY) {
@@ -1246,6 +1304,7 @@ impl Run<'_> {
             changed: true,
             audit_index,
             notes_revision: Some(revision.revision),
+            ..Default::default()
         })
     }
 

@@ -80,6 +80,9 @@ pub enum Command {
         /// The route, e.g. `Trigger "Session reminder"` or `the Communication Wizard`.
         via: Option<String>,
     },
+    /// Signs a checkpoint of the log as it stands, after appending a System entry that
+    /// records the moment. Needs the ledger to have been started with a signing key.
+    Checkpoint,
     /// Run once by the ledger on a new database: default lists, the log's origin, and the
     /// log's first entry.
     Install,
@@ -145,4 +148,6 @@ pub struct Outcome {
     pub audit_index: Option<i64>,
     /// The notes revision a notes save made.
     pub notes_revision: Option<i64>,
+    /// The signed note a checkpoint made.
+    pub checkpoint: Option<String>,
 }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use command::{ActorRef, Command, Context, Outcome};
 pub use error::Error;
 
+use crate::audit::checkpoint::Signer;
 use crate::domain::record::Fields;
 use crate::store::Db;
 
@@ -41,8 +42,13 @@ impl Ledger {
     /// Starts the writer. A new database is installed first: default lists, the log's
     /// origin and its first entry.
     pub async fn start(db: Db) -> Result<Self, Error> {
+        Self::start_signing(db, None).await
+    }
+
+    /// Starts the writer with the log's signing key, so it can make checkpoints.
+    pub async fn start_signing(db: Db, signer: Option<Signer>) -> Result<Self, Error> {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(writer::run(db.clone(), jobs));
+        tokio::spawn(writer::run(db.clone(), jobs, signer));
         let ledger = Self { db, queue };
         ledger.submit(Context::system(), Command::Install).await?;
         Ok(ledger)

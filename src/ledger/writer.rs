@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use tokio::sync::mpsc;
 
 use super::{Error, Job, Outcome, Seal, apply};
+use crate::audit::checkpoint::Signer;
 use crate::{
     clock,
     store::{Db, WriteTx},
@@ -14,12 +15,19 @@ use crate::{
 /// that one batch's latency stays small.
 const MAX_BATCH: usize = 256;
 
-pub(super) async fn run(db: Db, mut jobs: mpsc::Receiver<Job>) {
+pub(super) async fn run(db: Db, mut jobs: mpsc::Receiver<Job>, signer: Option<Signer>) {
     let seal = Seal(());
     let mut last = Timestamp::UNIX_EPOCH;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let replies = run_batch(&db, &seal, &mut last, std::mem::take(&mut batch)).await;
+        let replies = run_batch(
+            &db,
+            &seal,
+            signer.as_ref(),
+            &mut last,
+            std::mem::take(&mut batch),
+        )
+        .await;
         for (reply, result) in replies {
             // A caller that stopped waiting still had its change committed; nothing to do.
             let _ = reply.send(result);
@@ -34,7 +42,13 @@ type Reply = (
 
 /// Runs one batch in one transaction. A command that fails is rolled back to its
 /// savepoint alone; a failure of the transaction itself fails every command in it.
-async fn run_batch(db: &Db, seal: &Seal, last: &mut Timestamp, jobs: Vec<Job>) -> Vec<Reply> {
+async fn run_batch(
+    db: &Db,
+    seal: &Seal,
+    signer: Option<&Signer>,
+    last: &mut Timestamp,
+    jobs: Vec<Job>,
+) -> Vec<Reply> {
     let mut tx = match WriteTx::begin(db, seal).await {
         Ok(tx) => tx,
         Err(e) => return fail_all(jobs.into_iter().map(|j| j.reply), &e.into()),
@@ -57,7 +71,7 @@ async fn run_batch(db: &Db, seal: &Seal, last: &mut Timestamp, jobs: Vec<Job>) -
         *last = now;
         let saved = state.clone();
         let outcome = match tx.savepoint().await {
-            Ok(()) => apply::apply(&mut tx, &mut state, &ctx, command, now).await,
+            Ok(()) => apply::apply(&mut tx, &mut state, &ctx, command, now, signer).await,
             Err(e) => Err(e.into()),
         };
         let settled = if outcome.is_ok() {

@@ -307,3 +307,23 @@ pub async fn guard_triggers(db: &Db) -> Result<Vec<String>> {
         };
     Ok(names.into_iter().map(|(n,)| n).collect())
 }
+
+pub async fn insert_checkpoint(
+    tx: &mut WriteTx,
+    size: i64,
+    root: &[u8; 32],
+    ts: i64,
+    note: &str,
+) -> Result<()> {
+    let sql = "INSERT INTO checkpoints (size, root, ts, note) VALUES ($1, $2, $3, $4)";
+    on_conn!(tx.conn(), c => sqlx::query(sql).bind(size).bind(root.as_slice()).bind(ts).bind(note)
+        .execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+/// Stored checkpoint notes, newest first.
+pub async fn checkpoints(db: &Db, limit: i64) -> Result<Vec<(i64, i64, String)>> {
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => Ok(sqlx::query_as("SELECT size, ts, note FROM checkpoints ORDER BY id DESC LIMIT $1")
+        .bind(limit).fetch_all(&mut *c).await?))
+}

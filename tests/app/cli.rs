@@ -9,8 +9,19 @@ use serde_json::Value;
 
 use crate::helpers::new_database_url;
 
+/// Each studio's working directory, where its signing key and checkpoints go.
+fn workdir(url: &str) -> std::path::PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    url.hash(&mut h);
+    let dir = std::env::temp_dir().join(format!("keeptrack-cli-{:016x}", h.finish()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn keeptrack(url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_keeptrack"))
+        .current_dir(workdir(url))
         .args(args)
         .env("KEEPTRACK_DATABASE_URL", url)
         .env_remove("KEEPTRACK_LISTEN")
@@ -194,8 +205,14 @@ struct Server {
 
 impl Server {
     fn start(url: &str) -> Self {
+        Self::start_with(url, &[])
+    }
+
+    fn start_with(url: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keeptrack"))
+            .current_dir(workdir(url))
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("KEEPTRACK_DATABASE_URL", url)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -308,4 +325,52 @@ async fn verify_names_tampering() {
         "{text}"
     );
     assert!(text.contains("guard trigger audit_log_no_update"), "{text}");
+}
+
+/// The server signs checkpoints into the checkpoint directory; verify trusts them (and
+/// the key's public half) from outside the database, and then has no warnings.
+async fn serve_signs_checkpoints(postgres: bool) {
+    let Some((url, _dir)) = new_database_url(postgres).await else {
+        return;
+    };
+    let server = Server::start_with(&url, &["--checkpoint-every", "1"]);
+    assert!(server.said.contains("signing key"), "{}", server.said);
+    let dir = workdir(&url).join("checkpoints");
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(server);
+    assert!(!found.is_empty(), "no checkpoint was written");
+    let out = keeptrack(&url, &["audit", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("OK: every entry"), "{text}");
+    // A checkpoint signed by someone else is not trusted.
+    std::fs::write(
+        dir.join("999999999999.checkpoint"),
+        "forged\n5\nAAAA\n\n— forged AAAA\n",
+    )
+    .unwrap();
+    let text = String::from_utf8(keeptrack(&url, &["audit", "verify"]).stdout).unwrap();
+    assert!(
+        text.contains("is not a checkpoint signed by the key"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_signs_checkpoints_sqlite() {
+    serve_signs_checkpoints(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_signs_checkpoints_postgres() {
+    serve_signs_checkpoints(true).await;
 }

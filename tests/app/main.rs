@@ -5,6 +5,7 @@
 mod helpers;
 
 mod audit_queries;
+mod checkpoints;
 mod cli;
 mod history;
 mod http;

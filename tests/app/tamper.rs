@@ -3,7 +3,7 @@
 //! the guard triggers removed. Every one must be found, with the right kind and index.
 
 use keeptrack::{
-    audit::verify::{Damage, Report, verify},
+    audit::verify::{Anchors, Damage, Report, verify},
     store::Db,
 };
 
@@ -93,7 +93,14 @@ fn first(report: &Report) -> (Damage, Option<i64>) {
 
 both!(an_untouched_log_verifies, |app| {
     studio(&app).await;
-    let report = verify(&app.db, |_, _| {}).await.unwrap();
+    let report = verify(
+        &app.db,
+        Anchors::default(),
+        keeptrack::clock::now(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
     assert!(report.findings.is_empty(), "{report:?}");
     assert_eq!(report.entries, app.log_size().await);
     // Without signed checkpoints, verify says so (exit 3), never plain "ok".
@@ -226,7 +233,14 @@ both!(
                     continue; // an empty log has nothing left to check
                 }
                 let expected = attack(&victim.db, a, idx, size).await;
-                let report = verify(&victim.db, |_, _| {}).await.unwrap();
+                let report = verify(
+                    &victim.db,
+                    Anchors::default(),
+                    keeptrack::clock::now(),
+                    |_, _| {},
+                )
+                .await
+                .unwrap();
                 assert_eq!(first(&report), expected, "{a:?} at {idx}: {report:?}");
                 assert_eq!(report.exit_code(), 1);
                 tried += 1;

@@ -1,0 +1,281 @@
+//! Signed checkpoints anchor the log: rewrites and truncations that leave the log
+//! consistent with itself are caught against a checkpoint kept outside the database.
+
+use keeptrack::{
+    audit::{
+        checkpoint::{Signer, Verifier},
+        verify::{Anchors, Damage, verify},
+    },
+    domain::{audit::leaf_hash, merkle::Frontier},
+    ledger::{Command, Context, Ledger},
+    store::{self, Db},
+};
+
+use crate::both;
+use crate::helpers::TestApp;
+
+async fn exec(db: &Db, sql: &str) {
+    match db {
+        Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(p)
+            .await
+            .map(|_| ()),
+        Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(p)
+            .await
+            .map(|_| ()),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// A studio with a signing writer; returns the ledger and the signed note.
+async fn signed(app: &TestApp) -> (Ledger, Signer, String) {
+    let origin = store::preferences::all(&app.db).await.unwrap()["log.origin"].clone();
+    let signer = Signer::generate(&origin).unwrap();
+    let ledger = Ledger::start_signing(
+        app.db.clone(),
+        Some(Signer::from_skey(&signer.to_skey()).unwrap()),
+    )
+    .await
+    .unwrap();
+    for n in 0..5 {
+        app.client(&format!("C{n}")).await;
+    }
+    let out = ledger
+        .submit(Context::system(), Command::Checkpoint)
+        .await
+        .unwrap();
+    (ledger, signer, out.checkpoint.unwrap())
+}
+
+fn anchors(signer: &Signer, note: &str) -> Anchors {
+    let key = Verifier::from_vkey(&signer.verifier().to_vkey()).unwrap();
+    let checkpoint = key.open(note.as_bytes()).unwrap();
+    Anchors {
+        key: Some(key),
+        checkpoints: vec![("off-machine copy".into(), checkpoint)],
+        warnings: vec![],
+    }
+}
+
+/// What an attacker with SQL but no key does after editing: recompute every leaf, node
+/// and the head so the log agrees with itself again.
+async fn rehash_everything(db: &Db) {
+    exec(db, "DELETE FROM audit_tree").await;
+    let rows = store::audit_log::rows(db, 0, 1_000_000).await.unwrap();
+    let mut frontier = Frontier::new();
+    for row in &rows {
+        let leaf = leaf_hash(&row.bytes);
+        let hex: String = leaf.iter().map(|b| format!("{b:02x}")).collect();
+        let lit = match db {
+            Db::Sqlite(_) => format!("X'{hex}'"),
+            Db::Postgres(_) => format!("'\\x{hex}'::bytea"),
+        };
+        exec(
+            db,
+            &format!(
+                "UPDATE audit_log SET leaf_hash = {lit} WHERE idx = {}",
+                row.idx
+            ),
+        )
+        .await;
+        for (level, idx, hash) in frontier.push(leaf) {
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            let lit = match db {
+                Db::Sqlite(_) => format!("X'{hex}'"),
+                Db::Postgres(_) => format!("'\\x{hex}'::bytea"),
+            };
+            exec(
+                db,
+                &format!(
+                    "INSERT INTO audit_tree (level, idx, hash) VALUES ({level}, {idx}, {lit})"
+                ),
+            )
+            .await;
+        }
+    }
+    let hex: String = frontier.root().iter().map(|b| format!("{b:02x}")).collect();
+    let lit = match db {
+        Db::Sqlite(_) => format!("X'{hex}'"),
+        Db::Postgres(_) => format!("'\\x{hex}'::bytea"),
+    };
+    exec(
+        db,
+        &format!(
+            "UPDATE log_head SET size = {}, root = {lit} WHERE id = 1",
+            rows.len()
+        ),
+    )
+    .await;
+}
+
+async fn drop_guards(db: &Db) {
+    let sql: &[&str] = match db {
+        Db::Sqlite(_) => &[
+            "DROP TRIGGER audit_log_no_update",
+            "DROP TRIGGER audit_log_no_delete",
+            "DROP TRIGGER log_head_only_grows",
+            "DROP TRIGGER audit_tree_no_update",
+            "DROP TRIGGER audit_tree_no_delete",
+        ],
+        Db::Postgres(_) => &[
+            "ALTER TABLE audit_log DISABLE TRIGGER USER",
+            "ALTER TABLE log_head DISABLE TRIGGER USER",
+            "ALTER TABLE audit_tree DISABLE TRIGGER USER",
+        ],
+    };
+    for s in sql {
+        exec(db, s).await;
+    }
+}
+
+both!(a_checkpointed_log_verifies_clean, |app| {
+    let (ledger, signer, note) = signed(&app).await;
+    let size = app.log_size().await;
+    assert!(
+        note.starts_with(&format!("{}\n{size}\n", signer.name())),
+        "{note}"
+    );
+    assert_eq!(
+        app.latest(1).await[0].act,
+        keeptrack::domain::audit::Action::Checkpoint
+    );
+    let report = verify(
+        &app.db,
+        anchors(&signer, &note),
+        keeptrack::clock::now(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(report.findings.is_empty(), "{report:?}");
+    assert!(report.warnings.is_empty(), "{report:?}");
+    assert_eq!(report.exit_code(), 0);
+    // Later entries beyond the checkpoint are fine.
+    app.client("Later").await;
+    let report = verify(
+        &app.db,
+        anchors(&signer, &note),
+        keeptrack::clock::now(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.exit_code(), 0, "{report:?}");
+    // An hour later with no new checkpoint, it is stale.
+    let later = keeptrack::clock::now() + jiff::SignedDuration::from_hours(1);
+    let report = verify(&app.db, anchors(&signer, &note), later, |_, _| {})
+        .await
+        .unwrap();
+    assert!(
+        report.warnings.iter().any(|w| w.starts_with("STALE")),
+        "{report:?}"
+    );
+    drop(ledger);
+});
+
+both!(
+    an_edit_rehashed_to_look_consistent_is_caught_by_the_checkpoint,
+    |app| {
+        let (_ledger, signer, note) = signed(&app).await;
+        drop_guards(&app.db).await;
+        let row = store::audit_log::rows(&app.db, 5, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        let forged = String::from_utf8(row.bytes)
+            .unwrap()
+            .replace("\"act\":\"create\"", "\"act\":\"update\"");
+        let sql = "UPDATE audit_log SET entry = $1, action = 'update' WHERE idx = 5";
+        match &app.db {
+            Db::Sqlite(p) => sqlx::query(sql)
+                .bind(forged.into_bytes())
+                .execute(p)
+                .await
+                .map(|_| ()),
+            Db::Postgres(p) => sqlx::query(sql)
+                .bind(forged.into_bytes())
+                .execute(p)
+                .await
+                .map(|_| ()),
+        }
+        .unwrap();
+        rehash_everything(&app.db).await;
+        // Without the anchor, the log agrees with itself...
+        let alone = verify(
+            &app.db,
+            Anchors::default(),
+            keeptrack::clock::now(),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+        assert!(alone.findings.is_empty(), "{alone:?}");
+        // ...but not with the checkpoint kept off the machine.
+        let report = verify(
+            &app.db,
+            anchors(&signer, &note),
+            keeptrack::clock::now(),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.damage == Damage::Rewritten),
+            "{report:?}"
+        );
+        assert_eq!(report.exit_code(), 1);
+    }
+);
+
+both!(
+    a_truncation_made_consistent_is_caught_by_the_checkpoint,
+    |app| {
+        let (_ledger, signer, note) = signed(&app).await;
+        let size = app.log_size().await;
+        drop_guards(&app.db).await;
+        exec(
+            &app.db,
+            &format!("DELETE FROM audit_log WHERE idx >= {}", size - 3),
+        )
+        .await;
+        rehash_everything(&app.db).await;
+        let report = verify(
+            &app.db,
+            anchors(&signer, &note),
+            keeptrack::clock::now(),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+        let first = &report.findings[0];
+        assert_eq!(
+            (first.damage, first.index),
+            (Damage::Truncated, Some(size - 3)),
+            "{report:?}"
+        );
+    }
+);
+
+both!(checkpoints_need_the_key_for_this_log, |app| {
+    // A key for another log is refused by the writer.
+    let other = Signer::generate("keeptrack.other/audit").unwrap();
+    let ledger = Ledger::start_signing(app.db.clone(), Some(other))
+        .await
+        .unwrap();
+    let err = ledger
+        .submit(Context::system(), Command::Checkpoint)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not this log"), "{err}");
+    // Without a key there are no checkpoints at all.
+    let err = app
+        .ledger
+        .submit(Context::system(), Command::Checkpoint)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("without a signing key"), "{err}");
+});
