@@ -175,6 +175,23 @@ pub enum AuditCmd {
         #[arg(long)]
         checkpoints: Option<PathBuf>,
     },
+    /// Write an offline proof bundle for one entry (see docs/PROOFS.md).
+    Prove {
+        /// The entry's index.
+        index: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// The log's public key; default: the signing key's .pub file.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Check a proof bundle, with no database. Exit 0 proven, 1 not.
+    Check {
+        file: PathBuf,
+        /// The key you trust; without it the bundle's own key is used (and said so).
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -185,6 +202,10 @@ pub enum Format {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let url = cli.database_url.clone();
+    // Checking a proof bundle needs no database: an auditor runs it anywhere.
+    if let Cmd::Audit(AuditCmd::Check { file, key }) = &cli.command {
+        return audit_check(file, key.as_deref(), &cli.signing_key);
+    }
     let db = Db::open(&url)
         .await
         .with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
@@ -265,6 +286,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )
             .await
+        }
+        (Cmd::Audit(AuditCmd::Prove { index, out, key }), _) => {
+            let key = read_key(key.as_deref(), &cli.signing_key)?
+                .context("no public key: give --key or keep the signing key's .pub file")?;
+            let bundle = audit::proof::prove(&db, index, &key).await?;
+            write_durably(&out, serde_json::to_string_pretty(&bundle)?.as_bytes())?;
+            println!(
+                "Wrote the proof of entry {index} in the tree of {} entries to {}",
+                bundle.tree_size,
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        (Cmd::Audit(AuditCmd::Check { file, key }), _) => {
+            audit_check(&file, key.as_deref(), &cli.signing_key)
         }
         (
             Cmd::Audit(AuditCmd::Verify {
@@ -498,6 +534,53 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+fn audit_check(file: &Path, key: Option<&str>, signing_key: &Path) -> anyhow::Result<ExitCode> {
+    let key = match key {
+        Some(k) => Some(read_key(Some(k), signing_key)?.context("no key")?),
+        None => None,
+    };
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match audit::proof::check(&bytes, key.as_ref()) {
+        Ok(p) => {
+            if key.is_none() {
+                println!("warning: checked with the bundle's own key; give --key to use yours");
+            }
+            println!(
+                "PROVEN: entry {} ({} {} by {}) is in {} as signed at {} entries.",
+                p.entry.i,
+                p.entry.cat.as_str(),
+                p.entry.act.as_str(),
+                p.entry.actor.initials,
+                p.checkpoint.origin,
+                p.checkpoint.size
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("NOT PROVEN: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// A public key from a file or the text itself; default: the signing key's .pub file.
+fn read_key(key: Option<&str>, signing_key: &Path) -> anyhow::Result<Option<checkpoint::Verifier>> {
+    let text = match key {
+        Some(k) if Path::new(k).exists() => std::fs::read_to_string(k)?,
+        Some(k) => k.to_owned(),
+        None => {
+            let default = checkpoint::public_key_path(signing_key);
+            if !default.exists() {
+                return Ok(None);
+            }
+            std::fs::read_to_string(default)?
+        }
+    };
+    Ok(Some(
+        checkpoint::Verifier::from_vkey(&text).context("not a public key")?,
+    ))
 }
 
 /// Reads the trusted key and checkpoints; a checkpoint the key did not sign is a warning.

@@ -11,6 +11,7 @@ use crate::store::{self, Db, audit_log};
 
 pub mod checkpoint;
 pub mod history;
+pub mod proof;
 pub mod verify;
 
 pub const MAX_PAGE: i64 = 1000;

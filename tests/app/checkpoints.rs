@@ -279,3 +279,40 @@ both!(checkpoints_need_the_key_for_this_log, |app| {
         .unwrap_err();
     assert!(err.to_string().contains("without a signing key"), "{err}");
 });
+
+both!(proof_bundles_check_offline_and_fail_when_altered, |app| {
+    let (_ledger, signer, _note) = signed(&app).await;
+    let key = Verifier::from_vkey(&signer.verifier().to_vkey()).unwrap();
+    let size = app.log_size().await as u64;
+    for index in [0, size / 2, size - 1] {
+        let bundle = keeptrack::audit::proof::prove(&app.db, index, &key)
+            .await
+            .unwrap();
+        let bytes = serde_json::to_vec(&bundle).unwrap();
+        let proven = keeptrack::audit::proof::check(&bytes, Some(&key)).unwrap();
+        assert_eq!(proven.entry.i as u64, index);
+        // Any change to the entry breaks it.
+        let mut altered = bundle.clone();
+        altered.entry = altered.entry.replacen("\"ts\":", "\"ts\":1", 1);
+        assert!(
+            keeptrack::audit::proof::check(&serde_json::to_vec(&altered).unwrap(), Some(&key))
+                .is_err()
+        );
+        // So does another key.
+        let stranger = Signer::generate(signer.name()).unwrap().verifier();
+        assert!(keeptrack::audit::proof::check(&bytes, Some(&stranger)).is_err());
+    }
+    // An entry after the newest checkpoint waits for the next one.
+    app.client("Later").await;
+    let err = keeptrack::audit::proof::prove(&app.db, size, &key)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no stored checkpoint covers"),
+        "{err}"
+    );
+    let err = keeptrack::audit::proof::prove(&app.db, size + 5, &key)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no entry"), "{err}");
+});

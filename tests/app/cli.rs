@@ -352,6 +352,40 @@ async fn serve_signs_checkpoints(postgres: bool) {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("OK: every entry"), "{text}");
+    // An offline proof of the first entry, checked with no database.
+    let bundle = workdir(&url).join("entry0.json");
+    ok(
+        &url,
+        &["audit", "prove", "0", "--out", bundle.to_str().unwrap()],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_keeptrack"))
+        .args(["audit", "check", bundle.to_str().unwrap(), "--key"])
+        .arg(workdir(&url).join("keeptrack.key.pub"))
+        .env(
+            "KEEPTRACK_DATABASE_URL",
+            "sqlite:///nonexistent/dir/never.db",
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // No database is needed: checking must not even try to open one.
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("PROVEN: entry 0 (system install by SPSA)"),
+        "{text}"
+    );
+    let altered = std::fs::read_to_string(&bundle)
+        .unwrap()
+        .replace("install", "instal1");
+    std::fs::write(&bundle, altered).unwrap();
+    let out = keeptrack(&url, &["audit", "check", bundle.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("NOT PROVEN"));
     // A checkpoint signed by someone else is not trusted.
     std::fs::write(
         dir.join("999999999999.checkpoint"),
