@@ -105,6 +105,12 @@ pub enum Cmd {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// A consistent copy of the live SQLite database (PostgreSQL: use pg_dump). Restoring
+    /// an old copy is caught by `audit verify` against newer checkpoints.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,6 +181,16 @@ pub enum AuditCmd {
         #[arg(long)]
         checkpoints: Option<PathBuf>,
     },
+    /// Export entries (same filters as list) as JSON Lines or CSV, newest first.
+    Export {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Write an offline proof bundle for one entry (see docs/PROOFS.md).
     Prove {
         /// The entry's index.
@@ -192,6 +208,33 @@ pub enum AuditCmd {
         #[arg(long)]
         key: Option<String>,
     },
+}
+
+/// The filters `audit list` and `audit export` share.
+#[derive(clap::Args, Debug)]
+pub struct FilterArgs {
+    /// From this date (YYYY-MM-DD, studio time) or instant (RFC 3339), inclusive.
+    #[arg(long)]
+    from: Option<String>,
+    /// Up to this date (inclusive) or instant (exclusive).
+    #[arg(long)]
+    to: Option<String>,
+    /// A user's username, initials or id.
+    #[arg(long)]
+    actor: Option<String>,
+    #[arg(long)]
+    category: Option<String>,
+    #[arg(long)]
+    action: Option<String>,
+    /// A record type (client) or one record (client:12).
+    #[arg(long)]
+    record: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -286,6 +329,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )
             .await
+        }
+        (
+            Cmd::Audit(AuditCmd::Export {
+                filter,
+                format,
+                out,
+            }),
+            _,
+        ) => {
+            let args = AuditFilterArgs {
+                from: filter.from,
+                to: filter.to,
+                actor: filter.actor,
+                category: filter.category,
+                action: filter.action,
+                record: filter.record,
+                limit: audit::MAX_PAGE,
+                cursor: None,
+            };
+            let q = audit_query(&db, args).await?;
+            let format = match format {
+                ExportFormat::Jsonl => audit::export::Format::Jsonl,
+                ExportFormat::Csv => audit::export::Format::Csv,
+            };
+            let count = match &out {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(
+                        std::fs::File::create(path)
+                            .with_context(|| format!("cannot create {}", path.display()))?,
+                    );
+                    audit::export::export(&db, &q, format, &mut file).await?
+                }
+                None => {
+                    audit::export::export(&db, &q, format, &mut std::io::stdout().lock()).await?
+                }
+            };
+            if let Some(path) = out {
+                eprintln!("Exported {count} entries to {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        (Cmd::Backup { out }, _) => {
+            if out.exists() {
+                anyhow::bail!("{} exists; choose a new file", out.display());
+            }
+            db.backup_into(&out).await?;
+            println!("Backed up to {}", out.display());
+            Ok(ExitCode::SUCCESS)
         }
         (Cmd::Audit(AuditCmd::Prove { index, out, key }), _) => {
             let key = read_key(key.as_deref(), &cli.signing_key)?

@@ -10,6 +10,7 @@ use crate::domain::{
 use crate::store::{self, Db, audit_log};
 
 pub mod checkpoint;
+pub mod export;
 pub mod history;
 pub mod proof;
 pub mod verify;

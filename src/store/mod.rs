@@ -29,6 +29,8 @@ pub enum Error {
     Corrupt(String),
     #[error("unsupported database URL: use sqlite://FILE or postgres://...")]
     Url,
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -102,6 +104,22 @@ impl Db {
             Self::Sqlite(p) => p.close().await,
             Self::Postgres(p) => p.close().await,
         }
+    }
+
+    /// A consistent copy of a live SQLite database (`VACUUM INTO`), safe while the server
+    /// writes. PostgreSQL is backed up with its own tools (`pg_dump`).
+    pub async fn backup_into(&self, path: &std::path::Path) -> Result<()> {
+        let Self::Sqlite(pool) = self else {
+            return Err(Error::Unsupported(
+                "back up PostgreSQL with pg_dump (see the README)",
+            ));
+        };
+        let target = path
+            .to_str()
+            .ok_or(Error::Unsupported("the backup path must be UTF-8"))?;
+        let sql = format!("VACUUM INTO '{}'", target.replace('\'', "''"));
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await?;
+        Ok(())
     }
 
     pub(crate) async fn acquire(&self) -> Result<Pooled> {

@@ -119,3 +119,55 @@ both!(entries_are_stored_as_canonical_bytes, |app| {
     assert_eq!(&entry.to_canonical_bytes(), bytes);
     assert_eq!(entry.i, rows[0].idx);
 });
+
+both!(exports_match_the_log, |app| {
+    let client = app.client("Smith, \"Jr\"").await;
+    app.update(RecordKind::Client, client.id, json!({"city": "=cmd|calc"}))
+        .await
+        .unwrap();
+    let all = Query {
+        limit: 1000,
+        ..Default::default()
+    };
+    let listed = audit::list(&app.db, &all).await.unwrap().entries;
+    let mut jsonl = Vec::new();
+    let n = keeptrack::audit::export::export(
+        &app.db,
+        &all,
+        keeptrack::audit::export::Format::Jsonl,
+        &mut jsonl,
+    )
+    .await
+    .unwrap();
+    assert_eq!(n as usize, listed.len());
+    let lines: Vec<keeptrack::domain::audit::Entry> = String::from_utf8(jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| keeptrack::domain::audit::Entry::from_bytes(l.as_bytes()).unwrap())
+        .collect();
+    assert_eq!(lines, listed);
+    let mut csv = Vec::new();
+    let by_record = Query {
+        record_type: Some(RecordKind::Client),
+        record_id: Some(client.id),
+        limit: 10,
+        ..Default::default()
+    };
+    keeptrack::audit::export::export(
+        &app.db,
+        &by_record,
+        keeptrack::audit::export::Format::Csv,
+        &mut csv,
+    )
+    .await
+    .unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("index,time_utc,category,action,"), "{csv}");
+    assert!(
+        csv.contains("\"Client #1001 Jane Smith, \"\"Jr\"\"\""),
+        "{csv}"
+    );
+    // A value that looks like a formula is defused.
+    assert!(csv.contains("city: null → \"\"=cmd|calc\"\""), "{csv}");
+    assert!(!csv.contains(",=cmd"), "{csv}");
+});

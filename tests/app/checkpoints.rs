@@ -316,3 +316,53 @@ both!(proof_bundles_check_offline_and_fail_when_altered, |app| {
         .unwrap_err();
     assert!(err.to_string().contains("no entry"), "{err}");
 });
+
+/// Restoring an old backup looks like a consistent log, but newer checkpoints kept off
+/// the machine show it as truncated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restoring_an_old_backup_is_caught_as_truncated() {
+    let app = TestApp::sqlite().await;
+    let (ledger, signer, _) = signed(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("old.db");
+    app.db.backup_into(&backup).await.unwrap();
+    app.client("After the backup").await;
+    let newer = ledger
+        .submit(Context::system(), Command::Checkpoint)
+        .await
+        .unwrap()
+        .checkpoint
+        .unwrap();
+    let restored = Db::open(&format!("sqlite://{}", backup.display()))
+        .await
+        .unwrap();
+    let alone = verify(
+        &restored,
+        Anchors::default(),
+        keeptrack::clock::now(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(alone.findings.is_empty(), "{alone:?}");
+    let report = verify(
+        &restored,
+        anchors(&signer, &newer),
+        keeptrack::clock::now(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.findings[0].damage, Damage::Truncated, "{report:?}");
+    // PostgreSQL is backed up with pg_dump instead.
+    if let Some(pg) = TestApp::postgres().await {
+        assert!(
+            pg.db
+                .backup_into(&dir.path().join("x.db"))
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("pg_dump")
+        );
+    }
+}
