@@ -105,6 +105,14 @@ pub enum Cmd {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Load for soak and crash tests: concurrent writers each adding clients, printing
+    /// `ack WRITER N ID` once each write is durable. Runs until done or killed.
+    Stress {
+        #[arg(long, default_value_t = 32)]
+        writers: usize,
+        #[arg(long, default_value_t = 1000)]
+        writes: usize,
+    },
     /// A consistent copy of the live SQLite database (PostgreSQL: use pg_dump). Restoring
     /// an old copy is caught by `audit verify` against newer checkpoints.
     Backup {
@@ -255,7 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Reading commands start no writer, so they change nothing, not even a new database.
     let writes = matches!(
         cli.command,
-        Cmd::Serve { .. } | Cmd::Init { .. } | Cmd::User(_) | Cmd::Demo { .. }
+        Cmd::Serve { .. } | Cmd::Init { .. } | Cmd::User(_) | Cmd::Demo { .. } | Cmd::Stress { .. }
     );
     let ledger = if writes {
         Some(Ledger::start(db.clone()).await?)
@@ -370,6 +378,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        (Cmd::Stress { writers, writes }, Some(ledger)) => stress(ledger, writers, writes).await,
         (Cmd::Backup { out }, _) => {
             if out.exists() {
                 anyhow::bail!("{} exists; choose a new file", out.display());
@@ -503,6 +512,39 @@ async fn init(
     )
     .await?;
     println!("Sign in as {username:?} with that password, then change it.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stress(ledger: &Ledger, writers: usize, writes: usize) -> anyhow::Result<ExitCode> {
+    let (acks, mut printed) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..writers {
+        let (ledger, acks) = (ledger.clone(), acks.clone());
+        tasks.spawn(async move {
+            for n in 0..writes {
+                let fields = json!({"first_name": format!("W{w}"), "last_name": format!("N{n}")});
+                let command = crate::ledger::Command::Create {
+                    kind: RecordKind::Client,
+                    fields: fields.as_object().cloned().unwrap_or_default(),
+                };
+                let out = ledger.submit(cli_actor(), command).await?;
+                let id = out.record.map_or(0, |r| r.id);
+                let _ = acks.send(format!("ack {w} {n} {id}"));
+            }
+            Ok::<_, crate::ledger::Error>(())
+        });
+    }
+    drop(acks);
+    let mut stdout = std::io::stdout().lock();
+    while let Some(line) = printed.recv().await {
+        // Printed only after the commit, and flushed at once: a killed run has printed
+        // exactly what was acknowledged.
+        writeln!(stdout, "{line}")?;
+        stdout.flush()?;
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
