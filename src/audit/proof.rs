@@ -55,7 +55,7 @@ pub enum ProofError {
 /// it (checked with `key`, so a bundle never carries a checkpoint the key did not sign).
 pub async fn prove(db: &Db, index: u64, key: &Verifier) -> Result<Bundle, ProofError> {
     let idx = i64::try_from(index).map_err(|_| ProofError::NoEntry(index))?;
-    let row = audit_log::rows(db, idx, 1)
+    let row = audit_log::rows(db, idx, idx + 1, 1)
         .await?
         .into_iter()
         .find(|r| r.idx == idx)

@@ -118,7 +118,8 @@ pub async fn verify(
         });
     };
     loop {
-        let rows = audit_log::rows(db, expected, PAGE).await?;
+        // What the head vouched for when we began; later appends are checked by count.
+        let rows = audit_log::rows(db, expected, head_size, PAGE).await?;
         if rows.is_empty() {
             break;
         }
@@ -223,19 +224,20 @@ pub async fn verify(
             u64::try_from(head_size).unwrap_or(0),
         );
     }
+    let (size_now, beyond) = audit_log::size_and_count_from(db, head_size).await?;
     if expected < head_size {
         find(
             Damage::Truncated,
             Some(expected),
             format!("the head says {head_size} entries but only {expected} are stored"),
         );
-    } else if expected > head_size {
+    } else if beyond != size_now - head_size {
         find(
             Damage::Inserted,
             Some(head_size),
             format!(
-                "{} entries stand beyond the head's size {head_size}",
-                expected - head_size
+                "{beyond} entries stand beyond entry {head_size}, where the head accounts for {}",
+                size_now - head_size
             ),
         );
     } else if expected > 0 && head_root.as_deref() != Some(frontier.root().as_slice()) {

@@ -222,8 +222,8 @@ pub struct Row {
     pub leaf_hash: Vec<u8>,
 }
 
-/// Rows from `from_idx` on, in index order, at most `limit`.
-pub async fn rows(db: &Db, from_idx: i64, limit: i64) -> Result<Vec<Row>> {
+/// Rows from `from_idx` up to (not including) `to_idx`, in index order, at most `limit`.
+pub async fn rows(db: &Db, from_idx: i64, to_idx: i64, limit: i64) -> Result<Vec<Row>> {
     type Tuple = (
         i64,
         i64,
@@ -237,10 +237,10 @@ pub async fn rows(db: &Db, from_idx: i64, limit: i64) -> Result<Vec<Row>> {
         Vec<u8>,
     );
     let sql = "SELECT idx, ts, category, action, actor_kind, actor_id, record_type, record_id, \
-               entry, leaf_hash FROM audit_log WHERE idx >= $1 ORDER BY idx LIMIT $2";
+               entry, leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3";
     let mut conn = db.acquire().await?;
     let rows: Vec<Tuple> = on_conn!(conn.conn(), c =>
-        sqlx::query_as(sql).bind(from_idx).bind(limit).fetch_all(&mut *c).await?);
+        sqlx::query_as(sql).bind(from_idx).bind(to_idx).bind(limit).fetch_all(&mut *c).await?);
     Ok(rows
         .into_iter()
         .map(
@@ -326,4 +326,13 @@ pub async fn checkpoints(db: &Db, limit: i64) -> Result<Vec<(i64, i64, String)>>
     let mut conn = db.acquire().await?;
     on_conn!(conn.conn(), c => Ok(sqlx::query_as("SELECT size, ts, note FROM checkpoints ORDER BY id DESC LIMIT $1")
         .bind(limit).fetch_all(&mut *c).await?))
+}
+
+/// In one snapshot: the head's size now, and how many entries are stored at or beyond
+/// `from_idx`. (Writers append while a verify runs; both change together.)
+pub async fn size_and_count_from(db: &Db, from_idx: i64) -> Result<(i64, i64)> {
+    let sql =
+        "SELECT size, (SELECT COUNT(*) FROM audit_log WHERE idx >= $1) FROM log_head WHERE id = 1";
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).bind(from_idx).fetch_one(&mut *c).await?))
 }

@@ -62,7 +62,9 @@ fn anchors(signer: &Signer, note: &str) -> Anchors {
 /// and the head so the log agrees with itself again.
 async fn rehash_everything(db: &Db) {
     exec(db, "DELETE FROM audit_tree").await;
-    let rows = store::audit_log::rows(db, 0, 1_000_000).await.unwrap();
+    let rows = store::audit_log::rows(db, 0, i64::MAX, 1_000_000)
+        .await
+        .unwrap();
     let mut frontier = Frontier::new();
     for row in &rows {
         let leaf = leaf_hash(&row.bytes);
@@ -179,7 +181,7 @@ both!(
     |app| {
         let (_ledger, signer, note) = signed(&app).await;
         drop_guards(&app.db).await;
-        let row = store::audit_log::rows(&app.db, 5, 1)
+        let row = store::audit_log::rows(&app.db, 5, 5 + 1, 1)
             .await
             .unwrap()
             .remove(0);

@@ -1,0 +1,141 @@
+//! One gapless log under load: 64 writers × 1,000 writes while verify runs alongside,
+//! and on PostgreSQL two server processes sharing one database.
+//! Writes per writer: KEEPTRACK_LOAD_WRITES (default 1000).
+
+use std::process::{Command, Stdio};
+
+use keeptrack::{
+    audit::verify::{Anchors, verify},
+    domain::record::RecordKind,
+    ledger::{Command as LedgerCommand, Context},
+    store::{self, Db},
+};
+use serde_json::json;
+
+use crate::both;
+use crate::helpers::new_database_url;
+
+fn writes() -> usize {
+    std::env::var("KEEPTRACK_LOAD_WRITES")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1000)
+}
+
+both!(
+    sixty_four_writers_one_gapless_log_while_verify_runs,
+    |app| {
+        let per_writer = writes();
+        let start = app.log_size().await;
+        let mut writers = tokio::task::JoinSet::new();
+        for w in 0..64 {
+            let (ledger, staff) = (app.ledger.clone(), app.staff);
+            writers.spawn(async move {
+                let mut indices = Vec::with_capacity(per_writer);
+                for n in 0..per_writer {
+                    let fields =
+                        json!({"first_name": format!("W{w}"), "last_name": format!("N{n}")});
+                    let command = LedgerCommand::Create {
+                        kind: RecordKind::Client,
+                        fields: fields.as_object().cloned().unwrap(),
+                    };
+                    let out = ledger.submit(Context::user(staff), command).await.unwrap();
+                    indices.push(out.audit_index.unwrap());
+                }
+                indices
+            });
+        }
+        let db = app.db.clone();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let checker = tokio::spawn(async move {
+            let mut passes = 0;
+            while !*stopped.borrow_and_update() {
+                let report = verify(&db, Anchors::default(), keeptrack::clock::now(), |_, _| {})
+                    .await
+                    .unwrap();
+                assert!(
+                    report.findings.is_empty(),
+                    "verify during the load: {report:?}"
+                );
+                passes += 1;
+            }
+            passes
+        });
+        let mut all: Vec<i64> = writers.join_all().await.into_iter().flatten().collect();
+        stop.send(true).unwrap();
+        let passes = checker
+            .await
+            .expect("verify found nothing wrong while the writers wrote");
+        assert!(
+            passes >= 2,
+            "verify should run during the load ({passes} passes)"
+        );
+        all.sort_unstable();
+        let total = i64::try_from(64 * per_writer).unwrap();
+        assert_eq!(
+            all,
+            (start..start + total).collect::<Vec<_>>(),
+            "no gap, no duplicate"
+        );
+        let report = verify(
+            &app.db,
+            Anchors::default(),
+            keeptrack::clock::now(),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+        assert!(report.findings.is_empty(), "{report:?}");
+        assert_eq!(report.entries, start + total);
+    }
+);
+
+/// Two `keeptrack` processes writing to one PostgreSQL database make one log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_postgres_database_make_one_log() {
+    let Some((url, _dir)) = new_database_url(true).await else {
+        return;
+    };
+    // Create the schema first, so the two processes do not race to migrate.
+    Db::open(&url).await.unwrap().close().await;
+    let per_writer = (writes() / 2).max(1).to_string();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_keeptrack"))
+            .args(["stress", "--writers", "32", "--writes", &per_writer])
+            .env("KEEPTRACK_DATABASE_URL", &url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let acks = String::from_utf8(a.stdout).unwrap().lines().count()
+        + String::from_utf8(b.stdout).unwrap().lines().count();
+    assert_eq!(acks, 64 * per_writer.parse::<usize>().unwrap());
+    let db = Db::connect(&url).await.unwrap();
+    let report = verify(&db, Anchors::default(), keeptrack::clock::now(), |_, _| {})
+        .await
+        .unwrap();
+    assert!(report.findings.is_empty(), "{report:?}");
+    // Both processes installed nothing twice: one origin, one install entry.
+    let installs = keeptrack::audit::list(
+        &db,
+        &keeptrack::audit::Query {
+            action: Some(keeptrack::domain::audit::Action::Install),
+            limit: 5,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(installs.entries.len(), 1);
+    assert_eq!(
+        store::records::count(&db, RecordKind::Client)
+            .await
+            .unwrap() as usize,
+        acks
+    );
+}
