@@ -159,12 +159,16 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig::with_cases(100_000))]
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = check(&bytes, None);
         }
 
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
         #[test]
         fn arbitrary_bundles_never_panic(
             index in any::<u64>(), size in any::<u64>(),
