@@ -603,19 +603,55 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     println!("Keeptrack is serving on http://{}", listener.local_addr()?);
+    let start = crate::ledger::Command::Lifecycle { starting: true };
+    if let Some(idx) = ledger.submit(Context::system(), start).await?.audit_index {
+        tracing::info!(entry = idx, "started");
+    }
     let checkpoints = tokio::spawn(checkpoint_loop(
         ledger.clone(),
         keys.dir.clone(),
         every,
         heartbeat,
     ));
-    let state = web::AppState { ledger };
-    web::serve(listener, state, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    let state = web::AppState {
+        ledger: ledger.clone(),
+    };
+    web::serve(listener, state, shutdown_signal()).await?;
     checkpoints.abort();
+    // A clean stop is on record, and the last checkpoint covers it.
+    let stop = crate::ledger::Command::Lifecycle { starting: false };
+    ledger.submit(Context::system(), stop).await?;
+    let last = ledger
+        .submit(Context::system(), crate::ledger::Command::Checkpoint)
+        .await?;
+    if let Some(note) = last.checkpoint {
+        write_checkpoint(&keys.dir, &note);
+    }
+    tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, or SIGTERM as service managers send it.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Signs a checkpoint when the log has grown since the last one (checked every `every`)
@@ -644,21 +680,26 @@ async fn checkpoint_loop(ledger: Ledger, dir: PathBuf, every: Duration, heartbea
         {
             Ok(out) => {
                 let Some(note) = out.checkpoint else { continue };
-                let size = note
-                    .lines()
-                    .nth(1)
-                    .and_then(|l| l.parse::<i64>().ok())
-                    .unwrap_or(0);
-                let file = dir.join(format!("{size:012}.checkpoint"));
-                if let Err(e) = write_durably(&file, note.as_bytes()) {
-                    tracing::error!(error = %e, file = %file.display(), "cannot write the checkpoint");
-                }
-                signed_size = Some(size);
+                signed_size = Some(write_checkpoint(&dir, &note));
                 signed_at = tokio::time::Instant::now();
             }
             Err(e) => tracing::error!(error = %e, "checkpoint failed"),
         }
     }
+}
+
+/// Writes a checkpoint note as `<size>.checkpoint`; returns its size.
+fn write_checkpoint(dir: &Path, note: &str) -> i64 {
+    let size = note
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse::<i64>().ok())
+        .unwrap_or(0);
+    let file = dir.join(format!("{size:012}.checkpoint"));
+    if let Err(e) = write_durably(&file, note.as_bytes()) {
+        tracing::error!(error = %e, file = %file.display(), "cannot write the checkpoint");
+    }
+    size
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -103,10 +103,14 @@ pub enum Action {
     Communication,
     /// A signed checkpoint of the log was made; this entry puts its time in the tree.
     Checkpoint,
+    /// The server started; says whether the previous run ended cleanly.
+    Start,
+    /// The server stopped cleanly.
+    Stop,
 }
 
 impl Action {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::Create,
         Self::Update,
         Self::Delete,
@@ -119,6 +123,8 @@ impl Action {
         Self::Notes,
         Self::Communication,
         Self::Checkpoint,
+        Self::Start,
+        Self::Stop,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -134,6 +140,8 @@ impl Action {
             Self::Notes => "notes",
             Self::Communication => "communication",
             Self::Checkpoint => "checkpoint",
+            Self::Start => "start",
+            Self::Stop => "stop",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

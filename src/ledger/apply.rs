@@ -219,6 +219,7 @@ pub(super) async fn apply(
             run.record_communication(kind, id, comm).await
         }
         Command::Install => run.install().await,
+        Command::Lifecycle { starting } => run.lifecycle(starting).await,
         Command::Checkpoint => {
             let signer = signer.ok_or_else(|| {
                 Error::NotPermitted("this ledger was started without a signing key".into())
@@ -1011,6 +1012,36 @@ impl Run<'_> {
             return Ok(Outcome::default());
         }
         self.set_preference(key.to_owned(), old, value).await
+    }
+
+    /// Start and stop marks. A start finding the last run still marked running means that
+    /// run ended without a clean stop (a crash, a kill, a power cut) — or, on a shared
+    /// PostgreSQL database, that another server is running.
+    async fn lifecycle(&mut self, starting: bool) -> Result<Outcome, Error> {
+        const KEY: &str = "server.state";
+        let (action, state, diff) = if starting {
+            let previous = match self.state.prefs.get(KEY).map(String::as_str) {
+                Some("running") => "unclean",
+                Some(_) => "clean",
+                None => "none",
+            };
+            let change = Change {
+                field: "previous_shutdown".into(),
+                old: Value::Null,
+                new: Value::from(previous),
+            };
+            (Action::Start, "running", vec![change])
+        } else {
+            (Action::Stop, "stopped", vec![])
+        };
+        preferences::set(self.tx, KEY, state).await?;
+        self.state.prefs.insert(KEY.into(), state.into());
+        let audit_index = self.log(Category::System, action, None, diff, None).await?;
+        Ok(Outcome {
+            changed: true,
+            audit_index,
+            ..Default::default()
+        })
     }
 
     /// Appends the checkpoint's System entry, then signs the tree that includes it.

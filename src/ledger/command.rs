@@ -83,6 +83,10 @@ pub enum Command {
     /// Signs a checkpoint of the log as it stands, after appending a System entry that
     /// records the moment. Needs the ledger to have been started with a signing key.
     Checkpoint,
+    /// A server started (logged with whether the previous run ended cleanly) or stopped.
+    Lifecycle {
+        starting: bool,
+    },
     /// Run once by the ledger on a new database: default lists, the log's origin, and the
     /// log's first entry.
     Install,

@@ -271,10 +271,39 @@ async fn first_serve_creates_the_studio(postgres: bool) {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"initials\":\"OWN\""), "{body}");
     assert!(!body.contains("password_hash"), "{body}");
-    drop(server);
-    // A second start finds the studio set up and says nothing of a first run.
+    // SIGTERM stops it cleanly: a stop entry, and a last checkpoint covering it.
+    let pid = server.child.id().to_string();
+    let mut server = server;
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // A second start finds the studio set up and says nothing of a first run; it logs
+    // that the previous run ended cleanly. Then a kill -9, and the next start says not.
     let again = Server::start(&url);
     assert!(!again.said.contains("First run"), "{}", again.said);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(again);
+    let third = Server::start(&url);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(third);
+    let page: Value = serde_json::from_str(&ok(
+        &url,
+        &["audit", "list", "--action", "start", "--format", "json"],
+    ))
+    .unwrap();
+    let previous: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["diff"][0]["new"].as_str().unwrap())
+        .collect();
+    assert_eq!(previous, ["unclean", "clean", "none"]);
+    let stops: Value = serde_json::from_str(&ok(
+        &url,
+        &["audit", "list", "--action", "stop", "--format", "json"],
+    ))
+    .unwrap();
+    assert_eq!(stops["entries"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
