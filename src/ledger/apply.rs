@@ -1159,16 +1159,27 @@ impl Run<'_> {
         Ok(rules)
     }
 
-    /// The names of the list entries a record refers to, for status notes.
-    async fn list_names(&mut self, kind: RecordKind, versions: &[&Fields]) -> Result<Names, Error> {
+    /// The names of the list entries a change touches (all of them on create), for the
+    /// wording of status notes and reason lines.
+    async fn list_names(
+        &mut self,
+        kind: RecordKind,
+        before: Option<&Fields>,
+        after: &Fields,
+    ) -> Result<Names, Error> {
         let mut names = Names::new();
         for field in kind.fields() {
-            if !matches!(field.ty, FieldType::Choice(_)) {
+            if !matches!(field.ty, FieldType::Choice(_))
+                || before.is_some_and(|b| b.get(field.name) == after.get(field.name))
+            {
                 continue;
             }
-            for fields in versions {
-                if let Some(id) = fields.get(field.name).and_then(Value::as_i64)
-                    && !names.contains_key(&id)
+            let ids = [
+                before.and_then(|b| b.get(field.name)),
+                after.get(field.name),
+            ];
+            for id in ids.into_iter().flatten().filter_map(Value::as_i64) {
+                if !names.contains_key(&id)
                     && let Some(item) = lists::get_for_write(self.tx, id).await?
                 {
                     names.insert(id, item.name);
@@ -1191,9 +1202,7 @@ impl Run<'_> {
         rules: &[ReasonRule],
         audit_index: Option<i64>,
     ) -> Result<(), Error> {
-        let mut versions = vec![&record.fields];
-        versions.extend(before);
-        let names = self.list_names(kind, &versions).await?;
+        let names = self.list_names(kind, before, &record.fields).await?;
         let reason = self.ctx.reason.clone();
         let lines = status_note::derive(
             kind,

@@ -229,6 +229,7 @@ pub(crate) enum SqlValue {
     Int(Option<i64>),
     Text(Option<String>),
     Bool(bool),
+    Bytes(Vec<u8>),
 }
 
 pub(crate) fn bind<'q, DB: Database>(
@@ -239,11 +240,13 @@ where
     Option<i64>: Encode<'q, DB> + Type<DB>,
     Option<String>: Encode<'q, DB> + Type<DB>,
     bool: Encode<'q, DB> + Type<DB>,
+    Vec<u8>: Encode<'q, DB> + Type<DB>,
 {
     match value {
         SqlValue::Int(v) => query.bind(v),
         SqlValue::Text(v) => query.bind(v),
         SqlValue::Bool(v) => query.bind(v),
+        SqlValue::Bytes(v) => query.bind(v),
     }
 }
 
@@ -255,6 +258,7 @@ where
     Option<i64>: Encode<'q, DB> + Type<DB>,
     Option<String>: Encode<'q, DB> + Type<DB>,
     bool: Encode<'q, DB> + Type<DB>,
+    Vec<u8>: Encode<'q, DB> + Type<DB>,
 {
     for v in values {
         query = bind(query, v);

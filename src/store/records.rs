@@ -77,6 +77,7 @@ fn from_sql(field: &Field, value: SqlValue) -> Result<Value> {
         (_, SqlValue::Int(v)) => v.map_or(Value::Null, Value::from),
         (_, SqlValue::Text(v)) => v.map_or(Value::Null, Value::from),
         (_, SqlValue::Bool(v)) => Value::Bool(v),
+        (_, SqlValue::Bytes(_)) => return Err(bad("bytes")),
     })
 }
 
