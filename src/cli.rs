@@ -148,25 +148,8 @@ pub enum UserCmd {
 pub enum AuditCmd {
     /// List entries, newest first.
     List {
-        /// From this date (YYYY-MM-DD, studio time) or instant (RFC 3339), inclusive.
-        #[arg(long)]
-        from: Option<String>,
-        /// Up to this date (inclusive) or instant (exclusive).
-        #[arg(long)]
-        to: Option<String>,
-        /// A user's username, initials or id.
-        #[arg(long)]
-        actor: Option<String>,
-        /// appointments, clients, invoices, payments, sessions, user_authentication,
-        /// invoice_discounts or system.
-        #[arg(long)]
-        category: Option<String>,
-        /// create, update, delete, restore, post, unlock, void, install or preference.
-        #[arg(long)]
-        action: Option<String>,
-        /// A record type (client) or one record (client:12).
-        #[arg(long)]
-        record: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
         #[arg(long, default_value_t = 50)]
         limit: i64,
         /// Continue after the page that printed this cursor.
@@ -230,8 +213,12 @@ pub struct FilterArgs {
     /// A user's username, initials or id.
     #[arg(long)]
     actor: Option<String>,
+    /// appointments, clients, invoices, payments, sessions, user_authentication,
+    /// invoice_discounts or system.
     #[arg(long)]
     category: Option<String>,
+    /// create, update, delete, restore, post, unlock, void, notes, communication,
+    /// checkpoint, start, stop, install or preference.
     #[arg(long)]
     action: Option<String>,
     /// A record type (client) or one record (client:12).
@@ -346,17 +333,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }),
             _,
         ) => {
-            let args = AuditFilterArgs {
-                from: filter.from,
-                to: filter.to,
-                actor: filter.actor,
-                category: filter.category,
-                action: filter.action,
-                record: filter.record,
-                limit: audit::MAX_PAGE,
-                cursor: None,
-            };
-            let q = audit_query(&db, args).await?;
+            let q = audit_query(&db, filter, audit::MAX_PAGE, None).await?;
             let format = match format {
                 ExportFormat::Jsonl => audit::export::Format::Jsonl,
                 ExportFormat::Csv => audit::export::Format::Csv,
@@ -424,29 +401,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         (
             Cmd::Audit(AuditCmd::List {
-                from,
-                to,
-                actor,
-                category,
-                action,
-                record,
+                filter,
                 limit,
                 cursor,
                 format,
             }),
             _,
         ) => {
-            let q = AuditFilterArgs {
-                from,
-                to,
-                actor,
-                category,
-                action,
-                record,
-                limit,
-                cursor,
-            };
-            audit_list(&db, q, format).await
+            let q = audit_query(&db, filter, limit, cursor).await?;
+            audit_list(&db, &q, format).await
         }
         (_, None) => unreachable!("every writing command has a ledger"),
     };
@@ -869,17 +832,6 @@ async fn audit_verify(
     Ok(ExitCode::from(report.exit_code()))
 }
 
-struct AuditFilterArgs {
-    from: Option<String>,
-    to: Option<String>,
-    actor: Option<String>,
-    category: Option<String>,
-    action: Option<String>,
-    record: Option<String>,
-    limit: i64,
-    cursor: Option<String>,
-}
-
 /// A date is a whole day in the studio's time zone; anything else must be an instant.
 fn parse_bound(s: &str, tz: &TimeZone, end: bool) -> anyhow::Result<Timestamp> {
     if let Ok(date) = s.parse::<jiff::civil::Date>() {
@@ -891,14 +843,19 @@ fn parse_bound(s: &str, tz: &TimeZone, end: bool) -> anyhow::Result<Timestamp> {
     })
 }
 
-async fn audit_query(db: &Db, a: AuditFilterArgs) -> anyhow::Result<audit::Query> {
+async fn audit_query(
+    db: &Db,
+    a: FilterArgs,
+    limit: i64,
+    cursor: Option<String>,
+) -> anyhow::Result<audit::Query> {
     let prefs = store::preferences::all(db).await?;
     let tz = prefs
         .get("studio.time_zone")
         .and_then(|n| TimeZone::get(n).ok())
         .unwrap_or_else(TimeZone::system);
     let mut q = audit::Query {
-        limit: a.limit,
+        limit,
         ..Default::default()
     };
     q.from = a
@@ -955,16 +912,15 @@ async fn audit_query(db: &Db, a: AuditFilterArgs) -> anyhow::Result<audit::Query
         );
         q.record_id = id;
     }
-    if let Some(c) = a.cursor {
+    if let Some(c) = cursor {
         q.cursor =
             Some(audit::Cursor::parse(&c).context("that cursor is not one this command printed")?);
     }
     Ok(q)
 }
 
-async fn audit_list(db: &Db, args: AuditFilterArgs, format: Format) -> anyhow::Result<ExitCode> {
-    let q = audit_query(db, args).await?;
-    let page = audit::list(db, &q).await?;
+async fn audit_list(db: &Db, q: &audit::Query, format: Format) -> anyhow::Result<ExitCode> {
+    let page = audit::list(db, q).await?;
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {

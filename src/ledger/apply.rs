@@ -766,41 +766,7 @@ impl Run<'_> {
         Self::check_unlocked(kind, &before)?;
         self.check_unused(kind, &before).await?;
         let rules = self.reasons_needed(kind, Action::Delete, &[])?;
-        records::set_deleted(
-            self.tx,
-            kind,
-            id,
-            before.version,
-            Some(self.micros()),
-            self.micros(),
-        )
-        .await?;
-        let record = self.load(kind, id).await?;
-        let audit_index = self
-            .log_record(
-                &record,
-                kind,
-                Action::Delete,
-                vec![],
-                Some(snapshot(kind, &before.fields)),
-            )
-            .await?;
-        self.after_change(
-            kind,
-            Action::Delete,
-            Some(&before.fields),
-            &record,
-            &[],
-            &rules,
-            audit_index,
-        )
-        .await?;
-        Ok(Outcome {
-            record: Some(record),
-            changed: true,
-            audit_index,
-            ..Default::default()
-        })
+        self.write_tombstone(kind, before, true, &rules).await
     }
 
     /// A client with sessions, invoices or payments cannot go (as in Spectra), nor an
@@ -875,18 +841,34 @@ impl Run<'_> {
                 e => e,
             })?;
         let rules = self.reasons_needed(kind, Action::Restore, &[])?;
-        records::set_deleted(self.tx, kind, id, before.version, None, self.micros()).await?;
+        self.write_tombstone(kind, before, false, &rules).await
+    }
+
+    /// Deletes (a tombstone, with the whole record in the entry) or restores a record.
+    async fn write_tombstone(
+        &mut self,
+        kind: RecordKind,
+        before: StoredRecord,
+        delete: bool,
+        rules: &[ReasonRule],
+    ) -> Result<Outcome, Error> {
+        let (action, deleted_at, snap) = if delete {
+            let snap = snapshot(kind, &before.fields);
+            (Action::Delete, Some(self.micros()), Some(snap))
+        } else {
+            (Action::Restore, None, None)
+        };
+        let (id, version, now) = (before.id, before.version, self.micros());
+        records::set_deleted(self.tx, kind, id, version, deleted_at, now).await?;
         let record = self.load(kind, id).await?;
-        let audit_index = self
-            .log_record(&record, kind, Action::Restore, vec![], None)
-            .await?;
+        let audit_index = self.log_record(&record, kind, action, vec![], snap).await?;
         self.after_change(
             kind,
-            Action::Restore,
+            action,
             Some(&before.fields),
             &record,
             &[],
-            &rules,
+            rules,
             audit_index,
         )
         .await?;

@@ -12,21 +12,7 @@ use keeptrack::{
 };
 
 use crate::both;
-use crate::helpers::TestApp;
-
-async fn exec(db: &Db, sql: &str) {
-    match db {
-        Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(p)
-            .await
-            .map(|_| ()),
-        Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(p)
-            .await
-            .map(|_| ()),
-    }
-    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
+use crate::helpers::{TestApp, drop_guards, exec};
 
 /// A studio with a signing writer; returns the ledger and the signed note.
 async fn signed(app: &TestApp) -> (Ledger, Signer, String) {
@@ -109,26 +95,6 @@ async fn rehash_everything(db: &Db) {
         ),
     )
     .await;
-}
-
-async fn drop_guards(db: &Db) {
-    let sql: &[&str] = match db {
-        Db::Sqlite(_) => &[
-            "DROP TRIGGER audit_log_no_update",
-            "DROP TRIGGER audit_log_no_delete",
-            "DROP TRIGGER log_head_only_grows",
-            "DROP TRIGGER audit_tree_no_update",
-            "DROP TRIGGER audit_tree_no_delete",
-        ],
-        Db::Postgres(_) => &[
-            "ALTER TABLE audit_log DISABLE TRIGGER USER",
-            "ALTER TABLE log_head DISABLE TRIGGER USER",
-            "ALTER TABLE audit_tree DISABLE TRIGGER USER",
-        ],
-    };
-    for s in sql {
-        exec(db, s).await;
-    }
 }
 
 both!(a_checkpointed_log_verifies_clean, |app| {

@@ -235,3 +235,39 @@ pub fn invalid_fields(e: &Error) -> Vec<String> {
         other => panic!("expected a validation error, got {other:?}"),
     }
 }
+
+/// Runs SQL straight against the database, as an attacker with access would.
+pub async fn exec(db: &Db, sql: &str) {
+    match db {
+        Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(p)
+            .await
+            .map(|_| ()),
+        Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(p)
+            .await
+            .map(|_| ()),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Removes the log's guard triggers, as someone with the database's owner rights can.
+pub async fn drop_guards(db: &Db) {
+    let sql: &[&str] = match db {
+        Db::Sqlite(_) => &[
+            "DROP TRIGGER audit_log_no_update",
+            "DROP TRIGGER audit_log_no_delete",
+            "DROP TRIGGER log_head_only_grows",
+            "DROP TRIGGER audit_tree_no_update",
+            "DROP TRIGGER audit_tree_no_delete",
+        ],
+        Db::Postgres(_) => &[
+            "ALTER TABLE audit_log DISABLE TRIGGER USER",
+            "ALTER TABLE log_head DISABLE TRIGGER USER",
+            "ALTER TABLE audit_tree DISABLE TRIGGER USER",
+        ],
+    };
+    for s in sql {
+        exec(db, s).await;
+    }
+}

@@ -8,43 +8,7 @@ use keeptrack::{
 };
 
 use crate::both;
-use crate::helpers::TestApp;
-
-async fn exec(db: &Db, sql: &str) {
-    match db {
-        Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(p)
-            .await
-            .map(|_| ()),
-        Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(p)
-            .await
-            .map(|_| ()),
-    }
-    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-async fn drop_guards(db: &Db) {
-    let sql = match db {
-        Db::Sqlite(_) => [
-            "DROP TRIGGER audit_log_no_update",
-            "DROP TRIGGER audit_log_no_delete",
-            "DROP TRIGGER log_head_only_grows",
-            "DROP TRIGGER audit_tree_no_update",
-            "DROP TRIGGER audit_tree_no_delete",
-        ]
-        .as_slice(),
-        Db::Postgres(_) => [
-            "ALTER TABLE audit_log DISABLE TRIGGER USER",
-            "ALTER TABLE log_head DISABLE TRIGGER USER",
-            "ALTER TABLE audit_tree DISABLE TRIGGER USER",
-        ]
-        .as_slice(),
-    };
-    for s in sql {
-        exec(db, s).await;
-    }
-}
+use crate::helpers::{TestApp, drop_guards, exec};
 
 async fn entry_bytes(db: &Db, idx: i64) -> Vec<u8> {
     keeptrack::store::audit_log::rows(db, idx, idx + 1, 1)
