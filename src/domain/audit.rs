@@ -107,10 +107,12 @@ pub enum Action {
     Start,
     /// The server stopped cleanly.
     Stop,
+    /// The writer found the log changed behind its back and will not sign it.
+    Alarm,
 }
 
 impl Action {
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Create,
         Self::Update,
         Self::Delete,
@@ -125,6 +127,7 @@ impl Action {
         Self::Checkpoint,
         Self::Start,
         Self::Stop,
+        Self::Alarm,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -142,6 +145,7 @@ impl Action {
             Self::Checkpoint => "checkpoint",
             Self::Start => "start",
             Self::Stop => "stop",
+            Self::Alarm => "alarm",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

@@ -45,6 +45,8 @@ pub(super) struct State {
     pub frontier: Frontier,
     /// The tree was just built for entries that predate it: the head needs its root.
     pub rebuilt: bool,
+    /// Set when the writer found the log changed behind its back: no more signing.
+    pub alarm: Option<String>,
 }
 
 impl State {
@@ -54,6 +56,13 @@ impl State {
         let ids = Frontier::node_ids(size);
         let stored = audit_log::nodes_for_write(tx, &ids).await?;
         let rebuilt = stored.len() != ids.len();
+        if rebuilt && !audit_log::tree_is_empty(tx).await? {
+            // Entries the tree does not cover were not appended by a ledger: fail closed
+            // rather than sign them into the tree.
+            return Err(Error::Tampered(format!(
+                "the head counts {next_idx} entries but the tree does not cover them all"
+            )));
+        }
         let frontier = if rebuilt {
             build_tree(tx, next_idx).await?
         } else {
@@ -66,6 +75,7 @@ impl State {
             prefs: preferences::all_for_write(tx).await?,
             frontier,
             rebuilt,
+            alarm: None,
         })
     }
 
@@ -90,6 +100,33 @@ impl State {
             .and_then(|name| TimeZone::get(name).ok())
             .unwrap_or_else(TimeZone::system)
     }
+}
+
+/// Logs that the writer found the tree it left changed: a System alarm entry.
+pub(super) async fn alarm(
+    tx: &mut WriteTx,
+    state: &mut State,
+    detail: &str,
+    now: Timestamp,
+) -> Result<Option<i64>, Error> {
+    let ctx = Context::system();
+    let (actor, group) = resolve_actor(tx, &ctx.actor).await?;
+    let mut run = Run {
+        tx,
+        state,
+        ctx: &ctx,
+        now,
+        actor,
+        group,
+        authoriser: None,
+    };
+    let change = Change {
+        field: "detail".into(),
+        old: Value::Null,
+        new: Value::from(detail),
+    };
+    run.log(Category::System, Action::Alarm, None, vec![change], None)
+        .await
 }
 
 /// Builds the tree of a log whose entries predate it, from their stored leaf hashes.
@@ -224,6 +261,9 @@ pub(super) async fn apply(
             let signer = signer.ok_or_else(|| {
                 Error::NotPermitted("this ledger was started without a signing key".into())
             })?;
+            if let Some(alarm) = &run.state.alarm {
+                return Err(Error::Tampered(format!("refusing to sign: {alarm}")));
+            }
             run.checkpoint(signer).await
         }
     }

@@ -37,6 +37,8 @@ pub enum Error {
     NotPermitted(String),
     #[error("storage failed: {0}")]
     Store(#[from] crate::store::Error),
+    #[error("the audit log was changed outside Keeptrack ({0}); run keeptrack audit verify")]
+    Tampered(String),
     #[error("the change was not saved: {0}")]
     NotSaved(String),
     #[error("the ledger is not running")]

@@ -4,8 +4,12 @@
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 
+use std::collections::BTreeMap;
+
 use super::{Error, Job, Outcome, Seal, apply};
 use crate::audit::checkpoint::Signer;
+use crate::domain::merkle::{Frontier, Hash};
+use crate::store::audit_log;
 use crate::{
     clock,
     store::{Db, WriteTx},
@@ -15,9 +19,19 @@ use crate::{
 /// that one batch's latency stays small.
 const MAX_BATCH: usize = 256;
 
+/// What the writer remembers of the tree between batches: the size and root it left
+/// (appends by other processes extend that tree; anything else is tampering), and the
+/// alarm once raised, which stops all signing until a restart after `audit verify`.
+#[derive(Default)]
+struct Watch {
+    left: Option<(u64, Hash)>,
+    alarm: Option<String>,
+}
+
 pub(super) async fn run(db: Db, mut jobs: mpsc::Receiver<Job>, signer: Option<Signer>) {
     let seal = Seal(());
     let mut last = Timestamp::UNIX_EPOCH;
+    let mut watch = Watch::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let replies = run_batch(
@@ -25,6 +39,7 @@ pub(super) async fn run(db: Db, mut jobs: mpsc::Receiver<Job>, signer: Option<Si
             &seal,
             signer.as_ref(),
             &mut last,
+            &mut watch,
             std::mem::take(&mut batch),
         )
         .await;
@@ -47,6 +62,7 @@ async fn run_batch(
     seal: &Seal,
     signer: Option<&Signer>,
     last: &mut Timestamp,
+    watch: &mut Watch,
     jobs: Vec<Job>,
 ) -> Vec<Reply> {
     let mut tx = match WriteTx::begin(db, seal).await {
@@ -57,6 +73,17 @@ async fn run_batch(
         Ok(s) => s,
         Err(e) => return fail_all(jobs.into_iter().map(|j| j.reply), &e),
     };
+    if watch.alarm.is_none()
+        && let Some(problem) = changed_behind_our_back(&mut tx, &state, watch.left).await
+    {
+        tracing::error!(%problem, "the audit log was changed outside Keeptrack; no more checkpoints");
+        let now = clock::now().max(*last);
+        if let Err(e) = apply::alarm(&mut tx, &mut state, &problem, now).await {
+            return fail_all(jobs.into_iter().map(|j| j.reply), &e);
+        }
+        watch.alarm = Some(problem);
+    }
+    state.alarm.clone_from(&watch.alarm);
     let start_size = state.next_idx;
     let mut results: Vec<Reply> = Vec::with_capacity(jobs.len());
     let mut pending = jobs.into_iter();
@@ -97,7 +124,10 @@ async fn run_batch(
     }
     .await;
     match finished {
-        Ok(()) => results,
+        Ok(()) => {
+            watch.left = Some((state.frontier.size(), state.frontier.root()));
+            results
+        }
         Err(e) => fail_all(results.into_iter().map(|(r, _)| r), &e),
     }
 }
@@ -111,4 +141,33 @@ fn fail_all(
     replies
         .map(|r| (r, Err(Error::NotSaved(reason.clone()))))
         .collect()
+}
+
+/// Whether the tree no longer contains the tree this writer left: its root at that size,
+/// recomputed from the stored nodes, must be the same.
+async fn changed_behind_our_back(
+    tx: &mut WriteTx,
+    state: &apply::State,
+    left: Option<(u64, Hash)>,
+) -> Option<String> {
+    let (size, root) = left?;
+    if state.frontier.size() < size {
+        return Some(format!(
+            "the log has {} entries; this writer left it with {size}",
+            state.frontier.size()
+        ));
+    }
+    let ids = Frontier::node_ids(size);
+    let nodes = match audit_log::nodes_for_write(tx, &ids).await {
+        Ok(n) => n,
+        Err(e) => return Some(format!("its tree cannot be read: {e}")),
+    };
+    let map: BTreeMap<(u8, u64), Hash> = nodes.into_iter().map(|(l, i, h)| ((l, i), h)).collect();
+    if ids.iter().any(|id| !map.contains_key(id)) {
+        return Some(format!(
+            "tree nodes under the first {size} entries are gone"
+        ));
+    }
+    (Frontier::from_nodes(size, |l, i| map[&(l, i)]).root() != root)
+        .then(|| format!("the first {size} entries no longer have the root this writer left"))
 }

@@ -350,3 +350,10 @@ pub async fn size_and_count_from(db: &Db, from_idx: i64) -> Result<(i64, i64)> {
     let mut conn = db.acquire().await?;
     on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).bind(from_idx).fetch_one(&mut *c).await?))
 }
+
+/// Whether the log has no tree nodes at all (a log older than its tree).
+pub async fn tree_is_empty(tx: &mut WriteTx) -> Result<bool> {
+    let n: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar("SELECT COUNT(*) FROM audit_tree")
+        .fetch_one(&mut *c).await?);
+    Ok(n == 0)
+}

@@ -334,3 +334,72 @@ async fn restoring_an_old_backup_is_caught_as_truncated() {
         );
     }
 }
+
+both!(
+    the_signer_raises_an_alarm_and_stops_signing_when_its_tree_is_changed,
+    |app| {
+        let (ledger, _signer, _note) = signed(&app).await;
+        drop_guards(&app.db).await;
+        // Someone rewrites the tree the writer left (here the node its root starts from;
+        // changes deeper down are verify's to find).
+        let forged = match &app.db {
+            Db::Sqlite(_) => format!("X'{}'", "00".repeat(32)),
+            Db::Postgres(_) => format!("'\\x{}'::bytea", "00".repeat(32)),
+        };
+        let size = app.log_size().await as u64;
+        let (level, idx) = Frontier::node_ids(size)[0];
+        exec(
+            &app.db,
+            &format!("UPDATE audit_tree SET hash = {forged} WHERE level = {level} AND idx = {idx}"),
+        )
+        .await;
+        // The next write goes through, with an alarm entry before it...
+        let out = ledger
+            .submit(
+                Context::system(),
+                Command::Create {
+                    kind: keeptrack::domain::record::RecordKind::Client,
+                    fields: crate::helpers::fields(serde_json::json!({"last_name": "After"})),
+                },
+            )
+            .await
+            .unwrap();
+        let alarm = &app.latest(2).await[1];
+        assert_eq!(alarm.act, keeptrack::domain::audit::Action::Alarm);
+        assert_eq!(Some(alarm.i + 1), out.audit_index);
+        // ...and nothing is signed any more.
+        let err = ledger
+            .submit(Context::system(), Command::Checkpoint)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("refusing to sign"), "{err}");
+    }
+);
+
+both!(entries_forged_past_the_tree_stop_the_writer, |app| {
+    let (ledger, _signer, _note) = signed(&app).await;
+    drop_guards(&app.db).await;
+    let size = app.log_size().await;
+    exec(&app.db, &format!(
+        "INSERT INTO audit_log (idx, ts, category, action, actor_kind, actor_id, record_type, record_id, entry, leaf_hash) \
+         SELECT {size}, ts, category, action, actor_kind, actor_id, record_type, record_id, entry, leaf_hash FROM audit_log WHERE idx = 1"
+    )).await;
+    exec(
+        &app.db,
+        &format!("UPDATE log_head SET size = {} WHERE id = 1", size + 1),
+    )
+    .await;
+    let err = ledger
+        .submit(Context::system(), Command::Checkpoint)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("changed outside Keeptrack"),
+        "{err}"
+    );
+    assert_eq!(
+        app.log_size().await,
+        size + 1,
+        "the writer fails closed and writes nothing"
+    );
+});
