@@ -222,7 +222,7 @@ pub async fn head(db: &Db) -> Result<(i64, Option<Vec<u8>>)> {
 }
 
 /// One stored entry row, every column, for verification.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Row {
     pub idx: i64,
     pub ts: i64,
@@ -238,51 +238,12 @@ pub struct Row {
 
 /// Rows from `from_idx` up to (not including) `to_idx`, in index order, at most `limit`.
 pub async fn rows(db: &Db, from_idx: i64, to_idx: i64, limit: i64) -> Result<Vec<Row>> {
-    type Tuple = (
-        i64,
-        i64,
-        String,
-        String,
-        String,
-        Option<i64>,
-        Option<String>,
-        Option<i64>,
-        Vec<u8>,
-        Vec<u8>,
-    );
     let sql = "SELECT idx, ts, category, action, actor_kind, actor_id, record_type, record_id, \
-               entry, leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3";
+               entry AS bytes, leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2 \
+               ORDER BY idx LIMIT $3";
     let mut conn = db.acquire().await?;
-    let rows: Vec<Tuple> = on_conn!(conn.conn(), c =>
-        sqlx::query_as(sql).bind(from_idx).bind(to_idx).bind(limit).fetch_all(&mut *c).await?);
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                idx,
-                ts,
-                category,
-                action,
-                actor_kind,
-                actor_id,
-                record_type,
-                record_id,
-                bytes,
-                leaf_hash,
-            )| Row {
-                idx,
-                ts,
-                category,
-                action,
-                actor_kind,
-                actor_id,
-                record_type,
-                record_id,
-                bytes,
-                leaf_hash,
-            },
-        )
-        .collect())
+    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).bind(from_idx).bind(to_idx).bind(limit)
+        .fetch_all(&mut *c).await?))
 }
 
 /// The stored tree nodes completed by the leaves `[from, to)`: those whose span ends there.

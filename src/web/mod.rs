@@ -63,6 +63,18 @@ fn record_path((kind, id): (String, String)) -> Result<(RecordKind, i64), ApiErr
     Ok((kind, id))
 }
 
+/// As `record_path`, and the record must exist (deleted or not), or 404.
+async fn existing_record(
+    state: &AppState,
+    path: (String, String),
+) -> Result<(RecordKind, i64), ApiError> {
+    let (kind, id) = record_path(path)?;
+    store::records::get(state.ledger.db(), kind, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((kind, id))
+}
+
 #[derive(Deserialize)]
 struct PageParams {
     cursor: Option<String>,
@@ -74,11 +86,8 @@ async fn history(
     Path(path): Path<(String, String)>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let (kind, id) = record_path(path)?;
+    let (kind, id) = existing_record(&state, path).await?;
     let db = state.ledger.db();
-    store::records::get(db, kind, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
     if let Some(c) = &page.cursor
         && c.split('.').count() != 3
     {
@@ -121,11 +130,8 @@ async fn notes(
     State(state): State<AppState>,
     Path(path): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (kind, id) = record_path(path)?;
+    let (kind, id) = existing_record(&state, path).await?;
     let db = state.ledger.db();
-    store::records::get(db, kind, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
     let latest = store::notes::latest(db, kind, id).await?;
     Ok(Json(match latest {
         Some(r) => json!({"revision": r.revision, "text": r.text, "author": r.author, "ts": r.ts}),
@@ -137,11 +143,8 @@ async fn status_notes(
     State(state): State<AppState>,
     Path(path): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (kind, id) = record_path(path)?;
+    let (kind, id) = existing_record(&state, path).await?;
     let db = state.ledger.db();
-    store::records::get(db, kind, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
     let notes = store::notes::status_notes(db, kind, id, None, crate::audit::MAX_PAGE).await?;
     Ok(Json(json!({"status_notes": notes})))
 }
