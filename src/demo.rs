@@ -103,6 +103,8 @@ pub async fn fill(
         |list: ListKind| -> Vec<&ListItem> { items.iter().filter(|i| i.list == list).collect() };
 
     let mut staff = Vec::new();
+    // Back-dated invoices and discounts are overrides: managers make them.
+    let mut managers = Vec::new();
     for (username, name, initials, group) in STAFF {
         let id = match store::records::find_id(db, RecordKind::User, "username", username).await? {
             Some(id) => id,
@@ -116,6 +118,9 @@ pub async fn fill(
             }
         };
         staff.push(id);
+        if group != "staff" {
+            managers.push(id);
+        }
         tick();
     }
 
@@ -221,7 +226,7 @@ pub async fn fill(
         }
         amounts.push(total);
         jobs.push((
-            *rng.pick(&staff),
+            *rng.pick(&managers),
             Command::Create {
                 kind: RecordKind::Invoice,
                 fields: fields(f),

@@ -109,10 +109,24 @@ pub enum Action {
     Stop,
     /// The writer found the log changed behind its back and will not sign it.
     Alarm,
+    /// A user's password was set or changed.
+    Password,
+    SignIn,
+    SignInFailed,
+    SignOut,
+    /// Too many failed sign-ins: the account or address must wait.
+    Lockout,
+    /// A manager's credentials allowed what the actor may not do alone.
+    Override,
+    OverrideFailed,
+    /// A request was refused for want of a permission.
+    Denied,
+    TokenCreate,
+    TokenRevoke,
 }
 
 impl Action {
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 25] = [
         Self::Create,
         Self::Update,
         Self::Delete,
@@ -128,6 +142,16 @@ impl Action {
         Self::Start,
         Self::Stop,
         Self::Alarm,
+        Self::Password,
+        Self::SignIn,
+        Self::SignInFailed,
+        Self::SignOut,
+        Self::Lockout,
+        Self::Override,
+        Self::OverrideFailed,
+        Self::Denied,
+        Self::TokenCreate,
+        Self::TokenRevoke,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -146,6 +170,16 @@ impl Action {
             Self::Start => "start",
             Self::Stop => "stop",
             Self::Alarm => "alarm",
+            Self::Password => "password",
+            Self::SignIn => "sign_in",
+            Self::SignInFailed => "sign_in_failed",
+            Self::SignOut => "sign_out",
+            Self::Lockout => "lockout",
+            Self::Override => "override",
+            Self::OverrideFailed => "override_failed",
+            Self::Denied => "denied",
+            Self::TokenCreate => "token_create",
+            Self::TokenRevoke => "token_revoke",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -161,6 +195,8 @@ pub enum ActorKind {
     System,
     /// A rule acting on someone's behalf: a trigger, a scheduled job, an import.
     Automation,
+    /// Someone not signed in (a failed sign-in).
+    Anonymous,
 }
 
 impl ActorKind {
@@ -169,6 +205,7 @@ impl ActorKind {
             Self::User => "user",
             Self::System => "system",
             Self::Automation => "automation",
+            Self::Anonymous => "anonymous",
         }
     }
 }
@@ -209,6 +246,23 @@ pub struct Request {
     pub ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ua: Option<String>,
+}
+
+/// The facts of a User Authentication event: the name someone typed, the permission an
+/// override was for and the action it allowed (or a denial refused), why it failed, the
+/// token involved.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<i64>,
 }
 
 /// A notes revision, named by number and the SHA-256 of its text, so the log vouches
@@ -253,6 +307,8 @@ pub struct Entry {
     pub note: Option<NoteRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comm: Option<CommunicationRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sec: Option<SecurityRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -319,6 +375,7 @@ mod tests {
             snap: None,
             note: None,
             comm: None,
+            sec: None,
             reason: Some("Client requested change 10/7/2018".into()),
             req: None,
         }

@@ -44,6 +44,8 @@ pub enum FieldType {
     Date,
     /// Invoice lines: a JSON array checked by the invoice rules.
     Lines,
+    /// Permissions: `{"feature": "level"}`, features not listed have no access.
+    Grants,
     /// The id of another record.
     Ref(RecordKind),
     /// The id of an entry of a configurable list.
@@ -165,6 +167,9 @@ impl Field {
                     .map(|d| Value::String(d.to_string()))
                     .map_err(|_| err("must be a date like 2018-10-18"))
             }
+            FieldType::Grants => super::permission::Grants::parse(self.name, value)
+                .map(|g| g.to_sparse_value())
+                .map_err(|mut errors| errors.remove(0)),
             FieldType::Lines => {
                 if value.is_array() {
                     Ok(value.clone())

@@ -11,6 +11,7 @@ use super::{
     field::{Access, Field, FieldError},
     invoice::Invoice,
     payment::Payment,
+    security_group::SecurityGroup,
     session::Session,
     user::User,
 };
@@ -27,16 +28,18 @@ pub enum RecordKind {
     Invoice,
     Payment,
     User,
+    SecurityGroup,
 }
 
 impl RecordKind {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Client,
         Self::Session,
         Self::Appointment,
         Self::Invoice,
         Self::Payment,
         Self::User,
+        Self::SecurityGroup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl RecordKind {
             Self::Invoice => "invoice",
             Self::Payment => "payment",
             Self::User => "user",
+            Self::SecurityGroup => "security_group",
         }
     }
 
@@ -59,6 +63,7 @@ impl RecordKind {
             Self::Invoice => "invoices",
             Self::Payment => "payments",
             Self::User => "users",
+            Self::SecurityGroup => "security_groups",
         }
     }
 
@@ -77,6 +82,7 @@ impl RecordKind {
             Self::Invoice => "Invoice",
             Self::Payment => "Payment",
             Self::User => "User",
+            Self::SecurityGroup => "Security group",
         }
     }
 
@@ -88,6 +94,7 @@ impl RecordKind {
             Self::Invoice => Invoice::FIELDS,
             Self::Payment => Payment::FIELDS,
             Self::User => User::FIELDS,
+            Self::SecurityGroup => SecurityGroup::FIELDS,
         }
     }
 
@@ -103,7 +110,7 @@ impl RecordKind {
             Self::Appointment => Category::Appointments,
             Self::Invoice => Category::Invoices,
             Self::Payment => Category::Payments,
-            Self::User => Category::UserAuthentication,
+            Self::User | Self::SecurityGroup => Category::UserAuthentication,
         }
     }
 
@@ -132,6 +139,7 @@ impl RecordKind {
             Self::Invoice => normalize_as::<Invoice>(fields),
             Self::Payment => normalize_as::<Payment>(fields),
             Self::User => normalize_as::<User>(fields),
+            Self::SecurityGroup => normalize_as::<SecurityGroup>(fields),
         }
     }
 
@@ -146,6 +154,7 @@ impl RecordKind {
                     .to_owned()
             }
             (Self::User, _) => format!("User {} ({})", text("initials"), text("display_name")),
+            (Self::SecurityGroup, _) => format!("Security group {}", text("name")),
             (_, Some(n)) => format!("{} #{n}", self.title()),
             (_, None) => format!("{} {id}", self.title()),
         }
@@ -239,7 +248,12 @@ fn normalize_as<T: Record>(fields: &Fields) -> Result<Fields, Vec<FieldError>> {
 fn nested_field<T: Record>() -> &'static str {
     T::FIELDS
         .iter()
-        .find(|f| f.ty == super::field::FieldType::Lines)
+        .find(|f| {
+            matches!(
+                f.ty,
+                super::field::FieldType::Lines | super::field::FieldType::Grants
+            )
+        })
         .map_or("record", |f| f.name)
 }
 
@@ -280,6 +294,10 @@ mod tests {
                 RecordKind::User,
                 json!({"username": "mary", "display_name": "Mary", "initials": "MKH",
                        "security_group": "staff", "password_hash": "x"}),
+            ),
+            (
+                RecordKind::SecurityGroup,
+                json!({"name": "front_desk", "permissions": {"clients": "view"}}),
             ),
         ];
         for (kind, sample) in samples {

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     field::{Field, FieldError, FieldType, check_email},
-    permission::Group,
     record::Record,
+    security_group::check_group_name,
 };
 
 /// The initials that mark what the system did by itself, as in Spectra.
@@ -22,6 +22,8 @@ pub struct User {
     pub security_group: String,
     pub active: bool,
     pub password_hash: String,
+    /// Per-user exceptions laid over the group's permissions.
+    pub permissions: Option<serde_json::Value>,
 }
 
 impl Record for User {
@@ -34,12 +36,13 @@ impl Record for User {
             .required()
             .unique(),
         Field::new("email", FieldType::Text { max: 254 }),
-        Field::new("security_group", FieldType::Text { max: 20 }).required(),
+        Field::new("security_group", FieldType::Text { max: 40 }).required(),
         Field::new("active", FieldType::Bool),
         Field::new("password_hash", FieldType::Text { max: 200 })
             .required()
             .system()
             .secret(),
+        Field::new("permissions", FieldType::Grants),
     ];
 
     fn validate(&mut self, errors: &mut Vec<FieldError>) {
@@ -70,12 +73,8 @@ impl Record for User {
             *email = email.to_lowercase();
             check_email("email", email, errors);
         }
-        if Group::parse(&self.security_group).is_none() {
-            errors.push(FieldError::new(
-                "security_group",
-                "must be owner, manager or staff",
-            ));
-        }
+        self.security_group = self.security_group.to_lowercase();
+        check_group_name("security_group", &self.security_group, errors);
     }
 }
 
@@ -115,7 +114,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(err[0].field, "initials");
         let mut group = base;
-        group["security_group"] = json!("boss");
+        group["security_group"] = json!("the boss");
         let err = RecordKind::User
             .normalize(group.as_object().unwrap())
             .unwrap_err();

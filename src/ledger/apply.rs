@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use jiff::{Timestamp, tz::TimeZone};
 use serde_json::Value;
 
-use super::{ActorRef, Command, Context, Error, Outcome};
+use super::{ActorRef, Command, Context, Error, NewSession, Outcome};
 use crate::audit::checkpoint::{Checkpoint, Signer};
 use crate::domain::{
     audit::{
         Action, Actor, ActorKind, Authoriser, Category, CommunicationRef, Entry, NoteRef,
-        RecordRef, SCHEMA_VERSION, leaf_hash, text_sha256,
+        RecordRef, SCHEMA_VERSION, SecurityRef, leaf_hash, text_sha256,
     },
     diff::{self, Change, HIDDEN},
     field::{FieldError, FieldType},
@@ -18,7 +18,7 @@ use crate::domain::{
     list::{ListKind, due_date},
     merkle::Frontier,
     note,
-    permission::{Group, Permission, allows},
+    permission::{DEFAULT_GROUPS, Feature, Grants, Level, Permission, default_grants},
     preference::Preference,
     reason::{self, MAX_REASON_CHARS, ReasonRule},
     record::{Fields, RecordKind, check_input},
@@ -28,7 +28,7 @@ use crate::domain::{
     user::SYSTEM_INITIALS,
 };
 use crate::store::{
-    WriteTx, audit_log, lists, notes, preferences,
+    WriteTx, audit_log, auth, lists, notes, preferences,
     records::{self, StoredRecord},
 };
 
@@ -110,15 +110,17 @@ pub(super) async fn alarm(
     now: Timestamp,
 ) -> Result<Option<i64>, Error> {
     let ctx = Context::system();
-    let (actor, group) = resolve_actor(tx, &ctx.actor).await?;
+    let (actor, grants) = resolve_actor(tx, &ctx.actor).await?;
     let mut run = Run {
         tx,
         state,
         ctx: &ctx,
         now,
         actor,
-        group,
+        grants,
         authoriser: None,
+        overridden: Vec::new(),
+        last_event: None,
     };
     let change = Change {
         field: "detail".into(),
@@ -155,8 +157,14 @@ pub(super) struct Run<'a> {
     ctx: &'a Context,
     now: Timestamp,
     actor: Actor,
-    group: Option<Group>,
+    /// What the actor may do; `None` for the system, which may do anything.
+    grants: Option<Grants>,
     authoriser: Option<Authoriser>,
+    /// The permissions the authoriser's credentials supplied.
+    overridden: Vec<Permission>,
+    /// The action and record of the last entry this command made (or would have made,
+    /// had its category been logged), which an override entry names.
+    last_event: Option<(Action, Option<RecordRef>)>,
 }
 
 pub(super) async fn apply(
@@ -178,16 +186,30 @@ pub(super) async fn apply(
             ));
         }
     }
-    let (actor, group) = resolve_actor(tx, &ctx.actor).await?;
+    let (actor, grants) = resolve_actor(tx, &ctx.actor).await?;
     let mut run = Run {
         tx,
         state,
         ctx,
         now,
         actor,
-        group,
+        grants,
         authoriser: None,
+        overridden: Vec::new(),
+        last_event: None,
     };
+    let outcome = dispatch(&mut run, command, signer).await?;
+    if let Some(authoriser) = run.authoriser.clone() {
+        run.log_override(authoriser).await?;
+    }
+    Ok(outcome)
+}
+
+async fn dispatch(
+    run: &mut Run<'_>,
+    command: Command,
+    signer: Option<&Signer>,
+) -> Result<Outcome, Error> {
     match command {
         Command::Create { kind, fields } => {
             if kind == RecordKind::User {
@@ -257,6 +279,40 @@ pub(super) async fn apply(
         }
         Command::Install => run.install().await,
         Command::Lifecycle { starting } => run.lifecycle(starting).await,
+        Command::SignIn { session } => run.sign_in(session).await,
+        Command::SignInFailed {
+            username,
+            user_id,
+            ip,
+            outcome,
+        } => {
+            run.sign_in_failed(Action::SignInFailed, &username, user_id, &ip, outcome)
+                .await
+        }
+        Command::OverrideFailed {
+            username,
+            ip,
+            outcome,
+        } => {
+            run.sign_in_failed(Action::OverrideFailed, &username, None, &ip, outcome)
+                .await
+        }
+        Command::SignOut { id_hash } => run.sign_out(&id_hash).await,
+        Command::TouchSession { id_hash } => {
+            auth::touch_session(run.tx, &id_hash, run.micros()).await?;
+            Ok(Outcome::default())
+        }
+        Command::CreateToken { name, hash } => run.create_token(&name, &hash).await,
+        Command::RevokeToken { id } => run.revoke_token(id).await,
+        Command::TouchToken { id } => {
+            auth::touch_token(run.tx, id, run.micros()).await?;
+            Ok(Outcome::default())
+        }
+        Command::Denied {
+            permission,
+            action,
+            record,
+        } => run.denied(permission, action, record).await,
         Command::Checkpoint => {
             let signer = signer.ok_or_else(|| {
                 Error::NotPermitted("this ledger was started without a signing key".into())
@@ -272,7 +328,7 @@ pub(super) async fn apply(
 async fn resolve_actor(
     tx: &mut WriteTx,
     actor: &ActorRef,
-) -> Result<(Actor, Option<Group>), Error> {
+) -> Result<(Actor, Option<Grants>), Error> {
     Ok(match actor {
         ActorRef::User(id) => {
             let user = active_user(tx, *id).await?;
@@ -283,8 +339,17 @@ async fn resolve_actor(
                 initials: text("initials"),
                 name: text("display_name"),
             };
-            (actor, Group::parse(&text("security_group")))
+            (actor, Some(user_grants(tx, &user).await?))
         }
+        ActorRef::Anonymous => (
+            Actor {
+                kind: ActorKind::Anonymous,
+                id: None,
+                initials: String::new(),
+                name: "Anonymous".into(),
+            },
+            Some(Grants::default()),
+        ),
         ActorRef::System => (
             Actor {
                 kind: ActorKind::System,
@@ -304,6 +369,18 @@ async fn resolve_actor(
             None,
         ),
     })
+}
+
+/// A user's permissions: their group's, with their own exceptions laid over them. Read
+/// in the command's transaction, so a permission taken away holds from the next command.
+async fn user_grants(tx: &mut WriteTx, user: &StoredRecord) -> Result<Grants, Error> {
+    let name = user.fields["security_group"].as_str().unwrap_or_default();
+    let group = records::find_for_write(tx, RecordKind::SecurityGroup, "name", name).await?;
+    let group = group.filter(|g| !g.is_deleted());
+    Ok(crate::domain::permission::effective(
+        group.as_ref().map(|g| &g.fields["permissions"]),
+        user.fields.get("permissions"),
+    ))
 }
 
 async fn active_user(tx: &mut WriteTx, id: i64) -> Result<StoredRecord, Error> {
@@ -334,37 +411,80 @@ impl Run<'_> {
     /// Passes if the actor may do this, or if a manager's credentials allow it (both are
     /// then on record); system actors may do anything.
     async fn permit(&mut self, permission: Permission) -> Result<(), Error> {
-        let Some(group) = self.group else {
+        let Some(grants) = &self.grants else {
             return Ok(());
         };
-        if allows(group, permission) {
+        if grants.allows(permission) || self.overridden.contains(&permission) {
             return Ok(());
         }
         let Some(by) = self.ctx.authorized_by else {
             return Err(Error::Forbidden(permission));
         };
         let user = active_user(self.tx, by).await?;
-        let text = |f: &str| user.fields[f].as_str().unwrap_or_default().to_owned();
-        match Group::parse(&text("security_group")) {
-            Some(g) if allows(g, permission) => {
-                self.authoriser = Some(Authoriser {
-                    id: by,
-                    initials: text("initials"),
-                    name: text("display_name"),
-                    permission: permission.as_str().to_owned(),
-                });
-                Ok(())
-            }
-            _ => Err(Error::Forbidden(permission)),
+        if !user_grants(self.tx, &user).await?.allows(permission) {
+            return Err(Error::Forbidden(permission));
         }
+        self.overridden.push(permission);
+        let text = |f: &str| user.fields[f].as_str().unwrap_or_default().to_owned();
+        self.authoriser = Some(Authoriser {
+            id: by,
+            initials: text("initials"),
+            name: text("display_name"),
+            permission: self
+                .overridden
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+        Ok(())
     }
 
-    async fn permit_kind(&mut self, kind: RecordKind) -> Result<(), Error> {
-        if kind == RecordKind::User {
-            self.permit(Permission::UsersAndSecurity).await
-        } else {
-            Ok(())
+    /// The record kind's own level, e.g. Add to create a client.
+    async fn permit_kind(&mut self, kind: RecordKind, level: Level) -> Result<(), Error> {
+        self.permit(Permission::new(Feature::of_kind(kind), level))
+            .await
+    }
+
+    /// Deleting and restoring need the kind's Delete level and the Delete Records
+    /// capability.
+    async fn permit_delete(&mut self, kind: RecordKind) -> Result<(), Error> {
+        self.permit_kind(kind, Level::Delete).await?;
+        self.permit(Permission::capability(Feature::DeleteRecords))
+            .await
+    }
+
+    /// The invoice overrides (discount, price, date) a change makes need their capability.
+    async fn permit_overrides(&mut self, rules: &[ReasonRule]) -> Result<(), Error> {
+        for feature in rules.iter().filter_map(|r| Feature::for_override(*r)) {
+            self.permit(Permission::capability(feature)).await?;
         }
+        Ok(())
+    }
+
+    /// The User Authentication entry of an override: both people, the permission, the
+    /// record, the action and the reason.
+    async fn log_override(&mut self, authoriser: Authoriser) -> Result<(), Error> {
+        let (action, rec) = self.last_event.clone().unwrap_or((Action::Update, None));
+        let sec = SecurityRef {
+            permission: Some(authoriser.permission.clone()),
+            action: Some(action.as_str().into()),
+            ..Default::default()
+        };
+        let extras = Extras {
+            sec: Some(sec),
+            ..Default::default()
+        };
+        self.log_with(
+            Category::UserAuthentication,
+            Action::Override,
+            rec,
+            vec![],
+            None,
+            extras,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Appends the entry if its category is logged; returns its index.
@@ -390,6 +510,9 @@ impl Run<'_> {
         snap: Option<Fields>,
         extras: Extras,
     ) -> Result<Option<i64>, Error> {
+        if action != Action::Override {
+            self.last_event = Some((action, rec.clone()));
+        }
         if !self.state.logging(category) {
             return Ok(None);
         }
@@ -413,6 +536,7 @@ impl Run<'_> {
             snap,
             note: extras.note,
             comm: extras.comm,
+            sec: extras.sec,
             reason: self.ctx.reason.clone(),
             req: self.ctx.request.clone(),
         };
@@ -522,7 +646,10 @@ impl Run<'_> {
         input: Fields,
         system: Fields,
     ) -> Result<Outcome, Error> {
-        self.permit_kind(kind).await?;
+        self.permit_kind(kind, Level::Add).await?;
+        if let Some(outcome) = self.replay(kind).await? {
+            return Ok(outcome);
+        }
         let mut fields = check_input(kind, &input, true).map_err(Error::Invalid)?;
         fields.extend(system);
         self.fill_defaults(kind, &mut fields).await?;
@@ -542,7 +669,10 @@ impl Run<'_> {
             let number = records::next_number(self.tx, kind, first).await?;
             fields.insert(name.to_owned(), number.into());
         }
+        self.permit_overrides(&created_overrides(kind, &fields, self.today()))
+            .await?;
         let id = records::insert(self.tx, kind, &fields, self.micros()).await?;
+        self.remember_idempotency(kind, id).await?;
         let record = self.load(kind, id).await?;
         let diff = diff::created(kind, &record.fields);
         let audit_index = self
@@ -596,7 +726,7 @@ impl Run<'_> {
                     fields.insert("active".into(), true.into());
                 }
             }
-            RecordKind::Client => {}
+            RecordKind::Client | RecordKind::SecurityGroup => {}
         }
         Ok(())
     }
@@ -667,6 +797,19 @@ impl Run<'_> {
             };
             errors.push(FieldError::new(field.name, problem));
         }
+        if kind == RecordKind::User
+            && let Some(group) = fields.get("security_group").and_then(Value::as_str)
+            && before.is_none_or(|b| b.get("security_group") != fields.get("security_group"))
+        {
+            let found =
+                records::find_for_write(self.tx, RecordKind::SecurityGroup, "name", group).await?;
+            if found.is_none_or(|g| g.is_deleted()) {
+                errors.push(FieldError::new(
+                    "security_group",
+                    format!("must name an existing security group (not {group})"),
+                ));
+            }
+        }
         Ok(errors)
     }
 
@@ -722,7 +865,7 @@ impl Run<'_> {
         input: Fields,
         expected_version: Option<i64>,
     ) -> Result<Outcome, Error> {
-        self.permit_kind(kind).await?;
+        self.permit_kind(kind, Level::Modify).await?;
         let before = self.load_live(kind, id).await?;
         Self::check_version(kind, &before, expected_version)?;
         Self::check_unlocked(kind, &before)?;
@@ -758,6 +901,17 @@ impl Run<'_> {
         action: Action,
     ) -> Result<Outcome, Error> {
         let rules = self.reasons_needed(kind, action, &changes)?;
+        self.permit_overrides(&reason::triggered(kind, action, &changes))
+            .await?;
+        if kind == RecordKind::User
+            && (action == Action::Password
+                || changes
+                    .iter()
+                    .any(|c| c.field == "active" && c.new == Value::Bool(false)))
+        {
+            // A new password or a deactivation ends every session the user had open.
+            auth::end_sessions_of(self.tx, before.id, self.micros()).await?;
+        }
         let values: Fields = changes
             .iter()
             .map(|c| (c.field.clone(), after[&c.field].clone()))
@@ -799,8 +953,7 @@ impl Run<'_> {
         id: i64,
         expected_version: Option<i64>,
     ) -> Result<Outcome, Error> {
-        self.permit(Permission::DeleteRecords).await?;
-        self.permit_kind(kind).await?;
+        self.permit_delete(kind).await?;
         let before = self.load_live(kind, id).await?;
         Self::check_version(kind, &before, expected_version)?;
         Self::check_unlocked(kind, &before)?;
@@ -841,6 +994,10 @@ impl Run<'_> {
                     records::referrers(self.tx, RecordKind::Appointment, "session_id", id).await?,
                 ),
             ],
+            RecordKind::SecurityGroup => {
+                let name = record.fields["name"].as_str().unwrap_or_default();
+                vec![("user", records::group_members(self.tx, name).await?)]
+            }
             _ => vec![],
         };
         let named: Vec<String> = uses
@@ -859,8 +1016,7 @@ impl Run<'_> {
     }
 
     async fn restore(&mut self, kind: RecordKind, id: i64) -> Result<Outcome, Error> {
-        self.permit(Permission::DeleteRecords).await?;
-        self.permit_kind(kind).await?;
+        self.permit_delete(kind).await?;
         let before = self.load(kind, id).await?;
         if !before.is_deleted() {
             return Ok(unchanged(before));
@@ -936,9 +1092,9 @@ impl Run<'_> {
             ));
         }
         let permission = match action {
-            Action::Unlock => Permission::UnlockPosted,
-            Action::Void => Permission::DeleteRecords,
-            _ => Permission::Post,
+            Action::Unlock => Permission::capability(Feature::UnlockPosted),
+            Action::Void => Permission::new(Feature::Payments, Level::Delete),
+            _ => Permission::capability(Feature::EndOfDay),
         };
         self.permit(permission).await?;
         let before = self.load_live(kind, id).await?;
@@ -961,13 +1117,14 @@ impl Run<'_> {
         password_hash: String,
     ) -> Result<Outcome, Error> {
         if self.actor.id != Some(user_id) {
-            self.permit(Permission::UsersAndSecurity).await?;
+            self.permit(Permission::new(Feature::UsersAndSecurity, Level::Modify))
+                .await?;
         }
         let before = self.load_live(RecordKind::User, user_id).await?;
         let mut after = before.fields.clone();
         after.insert("password_hash".into(), password_hash.into());
         let changes = diff::diff(RecordKind::User, &before.fields, &after);
-        self.write_changes(RecordKind::User, before, &after, changes, Action::Update)
+        self.write_changes(RecordKind::User, before, &after, changes, Action::Password)
             .await
     }
 
@@ -1006,7 +1163,8 @@ impl Run<'_> {
         category: Category,
         enabled: bool,
     ) -> Result<Outcome, Error> {
-        self.permit(Permission::Preferences).await?;
+        self.permit(Permission::new(Feature::Preferences, Level::Modify))
+            .await?;
         if !category.switchable() {
             return Err(Error::invalid(
                 "category",
@@ -1023,7 +1181,8 @@ impl Run<'_> {
     }
 
     async fn set_studio_preference(&mut self, key: &str, value: &str) -> Result<Outcome, Error> {
-        self.permit(Permission::Preferences).await?;
+        self.permit(Permission::new(Feature::Preferences, Level::Modify))
+            .await?;
         let preference = Preference::parse(key)
             .ok_or_else(|| Error::invalid("key", format!("{key:?} is not a preference")))?;
         let value = preference
@@ -1119,6 +1278,7 @@ impl Run<'_> {
     /// A new database: default lists, a fresh origin for its log, and entry 0.
     async fn install(&mut self) -> Result<Outcome, Error> {
         if self.state.prefs.contains_key(ORIGIN_KEY) {
+            self.seed_groups().await?;
             return Ok(Outcome::default());
         }
         lists::seed_defaults(self.tx).await?;
@@ -1136,6 +1296,7 @@ impl Run<'_> {
         let audit_index = self
             .log(Category::System, Action::Install, None, vec![change], None)
             .await?;
+        self.seed_groups().await?;
         Ok(Outcome {
             record: None,
             changed: true,
@@ -1312,7 +1473,7 @@ impl Run<'_> {
         text: &str,
         base_revision: i64,
     ) -> Result<Outcome, Error> {
-        self.permit_kind(kind).await?;
+        self.permit_kind(kind, Level::Modify).await?;
         let record = self.load_live(kind, id).await?;
         let text = note::check(text).map_err(|e| Error::Invalid(vec![e]))?;
         let latest = notes::latest_for_write(self.tx, kind, id).await?;
@@ -1330,7 +1491,8 @@ impl Run<'_> {
             return Ok(unchanged(record));
         }
         if !note::only_appends(&old, &text) {
-            self.permit(Permission::ClientNotes).await?;
+            self.permit(Permission::capability(Feature::ClientNotes))
+                .await?;
         }
         let revision = notes::Revision {
             revision: current + 1,
@@ -1349,7 +1511,7 @@ impl Run<'_> {
                 rev: revision.revision,
                 sha256: text_sha256(&revision.text),
             }),
-            comm: None,
+            ..Default::default()
         };
         let audit_index = self
             .log_with(
@@ -1376,6 +1538,7 @@ impl Run<'_> {
         id: i64,
         comm: CommunicationRef,
     ) -> Result<Outcome, Error> {
+        self.permit_kind(kind, Level::Modify).await?;
         let record = self.load(kind, id).await?;
         let rec = RecordRef {
             kind: kind.as_str().to_owned(),
@@ -1385,8 +1548,8 @@ impl Run<'_> {
         let text =
             status_note::communication_sent(&comm.channel, &comm.subject, comm.via.as_deref());
         let extras = Extras {
-            note: None,
             comm: Some(comm),
+            ..Default::default()
         };
         let audit_index = self
             .log_with(
@@ -1413,6 +1576,7 @@ impl Run<'_> {
 struct Extras {
     note: Option<NoteRef>,
     comm: Option<CommunicationRef>,
+    sec: Option<SecurityRef>,
 }
 
 /// A deleted record's full fields for the log, secrets hidden.
@@ -1430,4 +1594,323 @@ fn join_and(items: &[String]) -> String {
         [one] => one.clone(),
         [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
+}
+
+/// Sign-in, sessions, tokens and the other User Authentication events.
+impl Run<'_> {
+    /// Adds the default groups (owner, manager, staff) that do not exist yet, deleted
+    /// ones included: a group someone deleted stays deleted.
+    async fn seed_groups(&mut self) -> Result<(), Error> {
+        for name in DEFAULT_GROUPS {
+            if records::find_for_write(self.tx, RecordKind::SecurityGroup, "name", name)
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+            let mut fields = Fields::new();
+            fields.insert("name".into(), name.into());
+            fields.insert("permissions".into(), default_grants(name).to_sparse_value());
+            self.create(RecordKind::SecurityGroup, fields, Fields::new())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A create under an Idempotency-Key that was already used: the first result, or a
+    /// refusal if the key came with another request.
+    async fn replay(&mut self, kind: RecordKind) -> Result<Option<Outcome>, Error> {
+        let (Some(idem), Some(user)) = (&self.ctx.idempotency, self.actor.id) else {
+            return Ok(None);
+        };
+        let Some(first) = auth::idempotency_for_write(self.tx, user, &idem.key).await? else {
+            return Ok(None);
+        };
+        if first.request_hash != idem.request_hash || first.record_type != kind.as_str() {
+            return Err(Error::IdempotencyMismatch);
+        }
+        let record = self.load(kind, first.record_id).await?;
+        Ok(Some(Outcome {
+            record: Some(record),
+            replayed: true,
+            ..Default::default()
+        }))
+    }
+
+    async fn remember_idempotency(&mut self, kind: RecordKind, id: i64) -> Result<(), Error> {
+        let (Some(idem), Some(user)) = (&self.ctx.idempotency, self.actor.id) else {
+            return Ok(());
+        };
+        let row = auth::IdempotencyRow {
+            request_hash: idem.request_hash.clone(),
+            record_type: kind.as_str().into(),
+            record_id: id,
+        };
+        auth::insert_idempotency(self.tx, user, &idem.key, &row, self.micros()).await?;
+        Ok(())
+    }
+
+    /// The acting user's own record, as a reference for the log.
+    async fn actor_ref(&mut self) -> Result<Option<RecordRef>, Error> {
+        let Some(id) = self.actor.id else {
+            return Ok(None);
+        };
+        let user = self.load(RecordKind::User, id).await?;
+        Ok(Some(RecordRef {
+            kind: RecordKind::User.as_str().into(),
+            id,
+            label: RecordKind::User.label(id, &user.fields),
+        }))
+    }
+
+    async fn log_security(
+        &mut self,
+        action: Action,
+        rec: Option<RecordRef>,
+        sec: SecurityRef,
+    ) -> Result<Option<i64>, Error> {
+        let extras = Extras {
+            sec: Some(sec),
+            ..Default::default()
+        };
+        self.log_with(
+            Category::UserAuthentication,
+            action,
+            rec,
+            vec![],
+            None,
+            extras,
+        )
+        .await
+    }
+
+    async fn sign_in(&mut self, session: NewSession) -> Result<Outcome, Error> {
+        let Some(user_id) = self.actor.id else {
+            return Err(Error::NotPermitted("only users sign in".into()));
+        };
+        let request = self.ctx.request.clone().unwrap_or_default();
+        auth::insert_session(
+            self.tx,
+            &auth::NewSession {
+                id_hash: &session.id_hash,
+                user_id,
+                csrf_token: &session.csrf_token,
+                now: self.micros(),
+                expires_at: session.expires_at,
+                ip: request.ip.as_deref(),
+                user_agent: request.ua.as_deref(),
+            },
+        )
+        .await?;
+        let user = self.load(RecordKind::User, user_id).await?;
+        let username = user.fields["username"].as_str().unwrap_or_default();
+        auth::clear_failures(self.tx, username).await?;
+        let rec = self.actor_ref().await?;
+        let audit_index = self
+            .log_security(Action::SignIn, rec, SecurityRef::default())
+            .await?;
+        Ok(Outcome {
+            changed: true,
+            audit_index,
+            ..Default::default()
+        })
+    }
+
+    /// Records a failed sign-in or override attempt and, when it is the one that reaches
+    /// the limit, the lockout.
+    async fn sign_in_failed(
+        &mut self,
+        action: Action,
+        username: &str,
+        user_id: Option<i64>,
+        ip: &str,
+        outcome: String,
+    ) -> Result<Outcome, Error> {
+        let username = username.trim().to_lowercase();
+        let now = self.micros();
+        auth::insert_failure(self.tx, &username, ip, now).await?;
+        let rec = match user_id {
+            Some(id) => {
+                let user = self.load(RecordKind::User, id).await?;
+                Some(RecordRef {
+                    kind: RecordKind::User.as_str().into(),
+                    id,
+                    label: RecordKind::User.label(id, &user.fields),
+                })
+            }
+            None => None,
+        };
+        let sec = SecurityRef {
+            username: Some(username.clone()),
+            outcome: Some(outcome),
+            ..Default::default()
+        };
+        let audit_index = self.log_security(action, rec.clone(), sec).await?;
+        let since = now - crate::domain::lockout::WINDOW_MICROS;
+        let limit = crate::domain::lockout::MAX_FAILURES;
+        let (by_name, by_ip) =
+            auth::recent_failures_for_write(self.tx, &username, ip, since, limit + 1).await?;
+        if by_name.len() as i64 == limit || by_ip.len() as i64 == limit {
+            let sec = SecurityRef {
+                username: Some(username),
+                outcome: Some(if by_name.len() as i64 == limit {
+                    "account locked for 15 minutes".into()
+                } else {
+                    "address locked for 15 minutes".into()
+                }),
+                ..Default::default()
+            };
+            self.log_security(Action::Lockout, rec, sec).await?;
+        }
+        Ok(Outcome {
+            changed: true,
+            audit_index,
+            ..Default::default()
+        })
+    }
+
+    async fn sign_out(&mut self, id_hash: &str) -> Result<Outcome, Error> {
+        let Some(session) = auth::session_for_write(self.tx, id_hash).await? else {
+            return Ok(Outcome::default());
+        };
+        if !auth::end_session(self.tx, id_hash, self.micros()).await? {
+            return Ok(Outcome::default());
+        }
+        let user = self.load(RecordKind::User, session.user_id).await?;
+        let rec = RecordRef {
+            kind: RecordKind::User.as_str().into(),
+            id: session.user_id,
+            label: RecordKind::User.label(session.user_id, &user.fields),
+        };
+        let outcome = match self.actor.kind {
+            ActorKind::User => None,
+            _ => Some("session timed out".to_owned()),
+        };
+        let sec = SecurityRef {
+            outcome,
+            ..Default::default()
+        };
+        let audit_index = self.log_security(Action::SignOut, Some(rec), sec).await?;
+        Ok(Outcome {
+            changed: true,
+            audit_index,
+            ..Default::default()
+        })
+    }
+
+    async fn create_token(&mut self, name: &str, hash: &str) -> Result<Outcome, Error> {
+        let Some(user_id) = self.actor.id else {
+            return Err(Error::NotPermitted("tokens belong to users".into()));
+        };
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "name",
+                "must be one line of 1 to 100 characters",
+            ));
+        }
+        let id = auth::insert_token(self.tx, user_id, name, hash, self.micros()).await?;
+        let rec = self.actor_ref().await?;
+        let sec = SecurityRef {
+            token: Some(id),
+            outcome: Some(name.to_owned()),
+            ..Default::default()
+        };
+        let audit_index = self.log_security(Action::TokenCreate, rec, sec).await?;
+        Ok(Outcome {
+            changed: true,
+            audit_index,
+            token_id: Some(id),
+            ..Default::default()
+        })
+    }
+
+    async fn revoke_token(&mut self, id: i64) -> Result<Outcome, Error> {
+        let Some(token) = auth::token_by_id_for_write(self.tx, id).await? else {
+            return Err(Error::NotFound {
+                kind: RecordKind::User,
+                id,
+            });
+        };
+        if self.actor.id != Some(token.user_id) {
+            self.permit(Permission::new(Feature::UsersAndSecurity, Level::Modify))
+                .await?;
+        }
+        if token.revoked_at.is_some() {
+            return Ok(Outcome::default());
+        }
+        auth::revoke_token(self.tx, id, self.micros()).await?;
+        let owner = self.load(RecordKind::User, token.user_id).await?;
+        let rec = RecordRef {
+            kind: RecordKind::User.as_str().into(),
+            id: token.user_id,
+            label: RecordKind::User.label(token.user_id, &owner.fields),
+        };
+        let sec = SecurityRef {
+            token: Some(id),
+            outcome: Some(token.name),
+            ..Default::default()
+        };
+        let audit_index = self
+            .log_security(Action::TokenRevoke, Some(rec), sec)
+            .await?;
+        Ok(Outcome {
+            changed: true,
+            audit_index,
+            ..Default::default()
+        })
+    }
+
+    async fn denied(
+        &mut self,
+        permission: String,
+        action: String,
+        record: Option<(RecordKind, i64)>,
+    ) -> Result<Outcome, Error> {
+        let rec = match record {
+            Some((kind, id)) => {
+                records::get_for_write(self.tx, kind, id)
+                    .await?
+                    .map(|r| RecordRef {
+                        kind: kind.as_str().into(),
+                        id,
+                        label: kind.label(id, &r.fields),
+                    })
+            }
+            None => None,
+        };
+        let sec = SecurityRef {
+            permission: Some(permission),
+            action: Some(action),
+            ..Default::default()
+        };
+        let audit_index = self.log_security(Action::Denied, rec, sec).await?;
+        Ok(Outcome {
+            changed: true,
+            audit_index,
+            ..Default::default()
+        })
+    }
+}
+
+/// The overrides a new invoice makes: a discount, or a date other than today.
+fn created_overrides(
+    kind: RecordKind,
+    fields: &Fields,
+    today: jiff::civil::Date,
+) -> Vec<ReasonRule> {
+    let mut rules = Vec::new();
+    if kind != RecordKind::Invoice {
+        return rules;
+    }
+    if ["discount_percent", "discount_cents"]
+        .iter()
+        .any(|f| fields.get(*f).is_some_and(|v| !v.is_null()))
+    {
+        rules.push(ReasonRule::InvoiceDiscount);
+    }
+    if fields.get("invoice_date").and_then(Value::as_str) != Some(today.to_string().as_str()) {
+        rules.push(ReasonRule::InvoiceDate);
+    }
+    rules
 }

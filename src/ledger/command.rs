@@ -88,8 +88,60 @@ pub enum Command {
         starting: bool,
     },
     /// Run once by the ledger on a new database: default lists, the log's origin, and the
-    /// log's first entry.
+    /// log's first entry. On every start it also adds default security groups if none exist.
     Install,
+    /// The actor signed in with their password: a browser session begins.
+    SignIn {
+        session: NewSession,
+    },
+    /// A sign-in failed; counted toward the lockout of the name typed and the address.
+    SignInFailed {
+        username: String,
+        /// The account the name belongs to, if any.
+        user_id: Option<i64>,
+        ip: String,
+        outcome: String,
+    },
+    /// The actor (or the session's idle or absolute timeout) ended a session.
+    SignOut {
+        id_hash: String,
+    },
+    /// Keeps a session alive (not logged: it would drown the log).
+    TouchSession {
+        id_hash: String,
+    },
+    /// An API token for the actor; only its hash is given and kept.
+    CreateToken {
+        name: String,
+        hash: String,
+    },
+    RevokeToken {
+        id: i64,
+    },
+    /// Records a token's last use (not logged).
+    TouchToken {
+        id: i64,
+    },
+    /// A manager's credentials given for an override did not check out.
+    OverrideFailed {
+        username: String,
+        ip: String,
+        outcome: String,
+    },
+    /// A request the actor had no permission for (recorded, rate-limited by the caller).
+    Denied {
+        permission: String,
+        action: String,
+        record: Option<(RecordKind, i64)>,
+    },
+}
+
+/// A browser session as the ledger stores it: the secret's hash, never the secret.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub id_hash: String,
+    pub csrf_token: String,
+    pub expires_at: i64,
 }
 
 /// Who is acting.
@@ -100,6 +152,16 @@ pub enum ActorRef {
     System,
     /// A named rule: a trigger, a scheduled job, an import.
     Automation(String),
+    /// Someone not signed in: a failed sign-in.
+    Anonymous,
+}
+
+/// An `Idempotency-Key` with the hash of the request it came with: a retry of the same
+/// request answers the first result; another request under the same key is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
 }
 
 /// Who asks, on whose authority, why, and from where.
@@ -110,6 +172,7 @@ pub struct Context {
     pub authorized_by: Option<i64>,
     pub reason: Option<String>,
     pub request: Option<Request>,
+    pub idempotency: Option<Idempotency>,
 }
 
 impl Context {
@@ -125,6 +188,7 @@ impl Context {
             authorized_by: None,
             reason: None,
             request: None,
+            idempotency: None,
         }
     }
     pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
@@ -137,6 +201,10 @@ impl Context {
     }
     pub fn with_request(mut self, request: Request) -> Self {
         self.request = Some(request);
+        self
+    }
+    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = Some(idempotency);
         self
     }
 }
@@ -154,4 +222,8 @@ pub struct Outcome {
     pub notes_revision: Option<i64>,
     /// The signed note a checkpoint made.
     pub checkpoint: Option<String>,
+    /// The id of the API token made.
+    pub token_id: Option<i64>,
+    /// The answer was the first result of an earlier request with the same key.
+    pub replayed: bool,
 }

@@ -31,8 +31,10 @@ pub enum Error {
         /// The notes as the other person saved them.
         text: String,
     },
-    #[error("not allowed: needs the {} permission", .0.as_str())]
+    #[error("not allowed: needs the {0} permission")]
     Forbidden(Permission),
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyMismatch,
     #[error("not allowed: {0}")]
     NotPermitted(String),
     #[error("storage failed: {0}")]

@@ -11,7 +11,7 @@ mod writer;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use command::{ActorRef, Command, Context, Outcome};
+pub use command::{ActorRef, Command, Context, Idempotency, NewSession, Outcome};
 pub use error::Error;
 
 use crate::audit::checkpoint::Signer;

@@ -3,6 +3,7 @@
 //! Reads take a `&Db`; writes take a [`WriteTx`], which only the ledger can open.
 
 pub mod audit_log;
+pub mod auth;
 pub mod lists;
 pub mod notes;
 pub mod preferences;

@@ -37,7 +37,9 @@ const META: [&str; 5] = ["id", "version", "created_at", "updated_at", "deleted_a
 
 fn cell_kind(ty: FieldType) -> CellKind {
     match ty {
-        FieldType::Text { .. } | FieldType::Date | FieldType::Lines => CellKind::Text,
+        FieldType::Text { .. } | FieldType::Date | FieldType::Lines | FieldType::Grants => {
+            CellKind::Text
+        }
         FieldType::Bool => CellKind::Bool,
         _ => CellKind::Int,
     }
@@ -50,7 +52,8 @@ fn to_sql(field: &Field, value: &Value) -> Result<SqlValue> {
         FieldType::Text { .. } | FieldType::Date => {
             SqlValue::Text(value.as_str().map(str::to_owned))
         }
-        FieldType::Lines => SqlValue::Text(Some(value.to_string())),
+        FieldType::Lines | FieldType::Grants if value.is_null() => SqlValue::Text(None),
+        FieldType::Lines | FieldType::Grants => SqlValue::Text(Some(value.to_string())),
         FieldType::Bool => SqlValue::Bool(value.as_bool().unwrap_or(false)),
         FieldType::Instant => match value.as_str() {
             None => SqlValue::Int(None),
@@ -66,7 +69,7 @@ fn to_sql(field: &Field, value: &Value) -> Result<SqlValue> {
 fn from_sql(field: &Field, value: SqlValue) -> Result<Value> {
     let bad = |what: &str| Error::Corrupt(format!("{} holds {what}", field.name));
     Ok(match (field.ty, value) {
-        (FieldType::Lines, SqlValue::Text(Some(s))) => {
+        (FieldType::Lines | FieldType::Grants, SqlValue::Text(Some(s))) => {
             serde_json::from_str(&s).map_err(|_| bad("malformed lines"))?
         }
         (FieldType::Instant, SqlValue::Int(Some(us))) => Value::String(
@@ -340,6 +343,25 @@ pub async fn choice_is_valid(tx: &mut WriteTx, list: ListKind, id: i64) -> Resul
 
 /// The id of the record whose `field` equals `value`, deleted or not.
 pub async fn find_id(db: &Db, kind: RecordKind, field: &str, value: &str) -> Result<Option<i64>> {
+    let mut conn = db.acquire().await?;
+    find_id_in(conn.conn(), kind, field, value).await
+}
+
+pub async fn find_id_for_write(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    field: &str,
+    value: &str,
+) -> Result<Option<i64>> {
+    find_id_in(tx.conn(), kind, field, value).await
+}
+
+async fn find_id_in(
+    conn: Conn<'_>,
+    kind: RecordKind,
+    field: &str,
+    value: &str,
+) -> Result<Option<i64>> {
     let Some(f) = kind.field(field) else {
         return Ok(None);
     };
@@ -348,6 +370,54 @@ pub async fn find_id(db: &Db, kind: RecordKind, field: &str, value: &str) -> Res
         kind.table(),
         f.name
     );
+    on_conn!(conn, c => Ok(sqlx::query_scalar(trusted(sql)).bind(value).fetch_optional(&mut *c).await?))
+}
+
+/// The record whose `field` equals `value`, deleted or not.
+pub async fn find_for_write(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    field: &str,
+    value: &str,
+) -> Result<Option<StoredRecord>> {
+    find_in(tx.conn(), kind, field, value).await
+}
+
+pub async fn find(
+    db: &Db,
+    kind: RecordKind,
+    field: &str,
+    value: &str,
+) -> Result<Option<StoredRecord>> {
     let mut conn = db.acquire().await?;
-    on_conn!(conn.conn(), c => Ok(sqlx::query_scalar(trusted(sql)).bind(value).fetch_optional(&mut *c).await?))
+    find_in(conn.conn(), kind, field, value).await
+}
+
+async fn find_in(
+    conn: Conn<'_>,
+    kind: RecordKind,
+    field: &str,
+    value: &str,
+) -> Result<Option<StoredRecord>> {
+    let Some(f) = kind.field(field) else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "{} WHERE {} = $1 ORDER BY id LIMIT 1",
+        select_sql(kind),
+        f.name
+    );
+    on_conn!(conn, c => {
+        let row = sqlx::query(trusted(sql)).bind(value).fetch_optional(&mut *c).await?;
+        match row {
+            Some(row) => Ok(Some(decode_record!(kind, &row))),
+            None => Ok(None),
+        }
+    })
+}
+
+/// How many live users are in a security group.
+pub async fn group_members(tx: &mut WriteTx, group: &str) -> Result<i64> {
+    let sql = "SELECT COUNT(*) FROM users WHERE security_group = $1 AND deleted_at IS NULL";
+    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar(sql).bind(group).fetch_one(&mut *c).await?))
 }

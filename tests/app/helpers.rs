@@ -146,8 +146,18 @@ impl TestApp {
     }
 
     pub async fn update(&self, kind: RecordKind, id: i64, v: Value) -> Result<Outcome, Error> {
+        self.update_by(self.staff, kind, id, v).await
+    }
+
+    pub async fn update_by(
+        &self,
+        actor: i64,
+        kind: RecordKind,
+        id: i64,
+        v: Value,
+    ) -> Result<Outcome, Error> {
         self.submit(
-            Context::user(self.staff).with_reason("Requested by the client"),
+            Context::user(actor).with_reason("Requested by the client"),
             Command::Update {
                 kind,
                 id,
@@ -211,7 +221,7 @@ impl TestApp {
     pub async fn invoice(&self, client: i64) -> StoredRecord {
         self.create(
             RecordKind::Invoice,
-            json!({"client_id": client, "invoice_date": "2026-12-05",
+            json!({"client_id": client,
             "lines": [{"item": "8x10 print", "qty": 2, "unit_cents": 2500}]}),
         )
         .await

@@ -62,7 +62,8 @@ both!(posted_invoices_are_locked_until_unlocked, |app| {
     )
     .await
     .unwrap();
-    let entry = &app.latest(1).await[0];
+    let latest = app.latest(2).await;
+    let (entry, overridden) = (&latest[1], &latest[0]);
     assert_eq!(entry.act, Action::Unlock);
     assert_eq!(entry.actor.initials, "SS");
     let auth = entry.auth.as_ref().unwrap();
@@ -70,6 +71,21 @@ both!(posted_invoices_are_locked_until_unlocked, |app| {
         (auth.initials.as_str(), auth.permission.as_str()),
         ("MKH", "unlock_posted")
     );
+    // The override has its own User Authentication entry: both people, the permission,
+    // the record, the action and the reason.
+    assert_eq!(
+        (overridden.cat, overridden.act),
+        (Category::UserAuthentication, Action::Override)
+    );
+    assert_eq!(overridden.actor.initials, "SS");
+    assert_eq!(overridden.auth.as_ref().unwrap().initials, "MKH");
+    assert_eq!(overridden.rec.as_ref().unwrap().id, invoice.id);
+    let sec = overridden.sec.as_ref().unwrap();
+    assert_eq!(
+        (sec.permission.as_deref(), sec.action.as_deref()),
+        (Some("unlock_posted"), Some("unlock"))
+    );
+    assert_eq!(overridden.reason.as_deref(), Some("Wrong print size"));
     app.update(
         RecordKind::Invoice,
         invoice.id,
@@ -230,7 +246,8 @@ both!(
 both!(discounts_are_logged_as_invoice_discounts_applied, |app| {
     let client = app.client("Smith").await;
     let invoice = app.invoice(client.id).await;
-    app.update(
+    app.update_by(
+        app.manager,
         RecordKind::Invoice,
         invoice.id,
         json!({"discount_percent": 10, "discount_reason": "Loyalty"}),

@@ -151,14 +151,16 @@ both!(appointment_payment_and_invoice_events, |app| {
     );
 
     let invoice = app.invoice(client.id).await;
-    app.update(
+    app.update_by(
+        app.manager,
         RecordKind::Invoice,
         invoice.id,
         json!({"discount_percent": 10, "discount_reason": "Loyalty"}),
     )
     .await
     .unwrap();
-    app.update(
+    app.update_by(
+        app.manager,
         RecordKind::Invoice,
         invoice.id,
         json!({"discount_percent": null, "discount_reason": null}),

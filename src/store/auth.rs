@@ -1,0 +1,225 @@
+//! Sign-in state: browser sessions, API tokens, the failed sign-ins the lockout counts,
+//! and idempotency keys. Secrets are kept only as SHA-256 hex digests.
+
+use serde::Serialize;
+
+use super::{Conn, Db, Result, WriteTx, on_conn};
+
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionRow {
+    pub user_id: i64,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct IdempotencyRow {
+    pub request_hash: String,
+    pub record_type: String,
+    pub record_id: i64,
+}
+
+pub struct NewSession<'a> {
+    pub id_hash: &'a str,
+    pub user_id: i64,
+    pub csrf_token: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+pub async fn session(db: &Db, id_hash: &str) -> Result<Option<SessionRow>> {
+    let sql = "SELECT user_id, csrf_token, created_at, last_seen_at, expires_at, ended_at \
+               FROM auth_sessions WHERE id_hash = $1";
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).bind(id_hash).fetch_optional(&mut *c).await?))
+}
+
+const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at, revoked_at";
+
+async fn token_in(conn: Conn<'_>, hash: &str) -> Result<Option<TokenRow>> {
+    let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1");
+    on_conn!(conn, c => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(hash).fetch_optional(&mut *c).await?))
+}
+
+pub async fn token(db: &Db, hash: &str) -> Result<Option<TokenRow>> {
+    let mut conn = db.acquire().await?;
+    token_in(conn.conn(), hash).await
+}
+
+pub async fn token_by_id_for_write(tx: &mut WriteTx, id: i64) -> Result<Option<TokenRow>> {
+    let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1");
+    on_conn!(tx.conn(), c => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *c).await?))
+}
+
+/// A user's tokens, newest first.
+pub async fn tokens_of(db: &Db, user_id: i64) -> Result<Vec<TokenRow>> {
+    let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY id DESC");
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user_id).fetch_all(&mut *c).await?))
+}
+
+/// The times of the newest `limit` failures since `since` for a username, and for an IP.
+pub async fn recent_failures(
+    db: &Db,
+    username: &str,
+    ip: &str,
+    since: i64,
+    limit: i64,
+) -> Result<(Vec<i64>, Vec<i64>)> {
+    let mut conn = db.acquire().await?;
+    recent_failures_in(conn.conn(), username, ip, since, limit).await
+}
+
+pub async fn recent_failures_for_write(
+    tx: &mut WriteTx,
+    username: &str,
+    ip: &str,
+    since: i64,
+    limit: i64,
+) -> Result<(Vec<i64>, Vec<i64>)> {
+    recent_failures_in(tx.conn(), username, ip, since, limit).await
+}
+
+async fn recent_failures_in(
+    conn: Conn<'_>,
+    username: &str,
+    ip: &str,
+    since: i64,
+    limit: i64,
+) -> Result<(Vec<i64>, Vec<i64>)> {
+    let by_user = "SELECT ts FROM sign_in_failures WHERE username = $1 AND ts >= $2 \
+                   ORDER BY ts DESC LIMIT $3";
+    let by_ip = "SELECT ts FROM sign_in_failures WHERE ip = $1 AND ts >= $2 \
+                 ORDER BY ts DESC LIMIT $3";
+    on_conn!(conn, c => {
+        let u: Vec<i64> = sqlx::query_scalar(by_user).bind(username).bind(since).bind(limit)
+            .fetch_all(&mut *c).await?;
+        let i: Vec<i64> = sqlx::query_scalar(by_ip).bind(ip).bind(since).bind(limit)
+            .fetch_all(&mut *c).await?;
+        Ok((u, i))
+    })
+}
+
+pub async fn idempotency(db: &Db, user_id: i64, key: &str) -> Result<Option<IdempotencyRow>> {
+    let mut conn = db.acquire().await?;
+    idempotency_in(conn.conn(), user_id, key).await
+}
+
+pub async fn idempotency_for_write(
+    tx: &mut WriteTx,
+    user_id: i64,
+    key: &str,
+) -> Result<Option<IdempotencyRow>> {
+    idempotency_in(tx.conn(), user_id, key).await
+}
+
+async fn idempotency_in(conn: Conn<'_>, user_id: i64, key: &str) -> Result<Option<IdempotencyRow>> {
+    let sql = "SELECT request_hash, record_type, record_id FROM idempotency_keys \
+               WHERE user_id = $1 AND key = $2";
+    on_conn!(conn, c => Ok(sqlx::query_as(sql).bind(user_id).bind(key).fetch_optional(&mut *c).await?))
+}
+
+// Writes: only the ledger holds a WriteTx.
+
+pub async fn insert_session(tx: &mut WriteTx, s: &NewSession<'_>) -> Result<()> {
+    let sql = "INSERT INTO auth_sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, \
+               expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6, $7)";
+    on_conn!(tx.conn(), c => sqlx::query(sql).bind(s.id_hash).bind(s.user_id).bind(s.csrf_token)
+        .bind(s.now).bind(s.expires_at).bind(s.ip).bind(s.user_agent)
+        .execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+pub async fn session_for_write(tx: &mut WriteTx, id_hash: &str) -> Result<Option<SessionRow>> {
+    let sql = "SELECT user_id, csrf_token, created_at, last_seen_at, expires_at, ended_at \
+               FROM auth_sessions WHERE id_hash = $1";
+    on_conn!(tx.conn(), c => Ok(sqlx::query_as(sql).bind(id_hash).fetch_optional(&mut *c).await?))
+}
+
+pub async fn touch_session(tx: &mut WriteTx, id_hash: &str, now: i64) -> Result<()> {
+    let sql = "UPDATE auth_sessions SET last_seen_at = $2 WHERE id_hash = $1 AND last_seen_at < $2";
+    on_conn!(tx.conn(), c => sqlx::query(sql).bind(id_hash).bind(now).execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+pub async fn end_session(tx: &mut WriteTx, id_hash: &str, now: i64) -> Result<bool> {
+    let sql = "UPDATE auth_sessions SET ended_at = $2 WHERE id_hash = $1 AND ended_at IS NULL";
+    let n = on_conn!(tx.conn(), c => sqlx::query(sql).bind(id_hash).bind(now).execute(&mut *c).await?.rows_affected());
+    Ok(n > 0)
+}
+
+/// Ends every open session of a user (password changed, user deactivated).
+pub async fn end_sessions_of(tx: &mut WriteTx, user_id: i64, now: i64) -> Result<u64> {
+    let sql = "UPDATE auth_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL";
+    Ok(
+        on_conn!(tx.conn(), c => sqlx::query(sql).bind(user_id).bind(now).execute(&mut *c).await?.rows_affected()),
+    )
+}
+
+pub async fn insert_token(
+    tx: &mut WriteTx,
+    user_id: i64,
+    name: &str,
+    hash: &str,
+    now: i64,
+) -> Result<i64> {
+    let sql = "INSERT INTO api_tokens (user_id, name, token_hash, created_at) \
+               VALUES ($1, $2, $3, $4) RETURNING id";
+    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar(sql).bind(user_id).bind(name).bind(hash).bind(now)
+        .fetch_one(&mut *c).await?))
+}
+
+pub async fn touch_token(tx: &mut WriteTx, id: i64, now: i64) -> Result<()> {
+    let sql = "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 \
+               AND (last_used_at IS NULL OR last_used_at < $2)";
+    on_conn!(tx.conn(), c => sqlx::query(sql).bind(id).bind(now).execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+pub async fn revoke_token(tx: &mut WriteTx, id: i64, now: i64) -> Result<()> {
+    let sql = "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+    on_conn!(tx.conn(), c => sqlx::query(sql).bind(id).bind(now).execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+pub async fn insert_failure(tx: &mut WriteTx, username: &str, ip: &str, now: i64) -> Result<()> {
+    let sql = "INSERT INTO sign_in_failures (ts, username, ip) VALUES ($1, $2, $3)";
+    on_conn!(tx.conn(), c => sqlx::query(sql).bind(now).bind(username).bind(ip).execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+/// A successful sign-in clears the account's count (the log keeps the failures).
+pub async fn clear_failures(tx: &mut WriteTx, username: &str) -> Result<()> {
+    let sql = "DELETE FROM sign_in_failures WHERE username = $1";
+    on_conn!(tx.conn(), c => sqlx::query(sql).bind(username).execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+pub async fn insert_idempotency(
+    tx: &mut WriteTx,
+    user_id: i64,
+    key: &str,
+    row: &IdempotencyRow,
+    now: i64,
+) -> Result<()> {
+    let sql = "INSERT INTO idempotency_keys (user_id, key, request_hash, record_type, record_id, \
+               created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+    on_conn!(tx.conn(), c => sqlx::query(sql).bind(user_id).bind(key).bind(&row.request_hash)
+        .bind(&row.record_type).bind(row.record_id).bind(now).execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
