@@ -554,6 +554,7 @@ async fn serve(
         init(ledger, "owner", "Studio Owner", "OWN").await?;
     }
     let signer = ensure_key(ledger.db(), &keys.key).await?;
+    let verifier = signer.verifier();
     std::fs::create_dir_all(&keys.dir).with_context(|| {
         format!(
             "cannot create the checkpoint directory {}",
@@ -576,9 +577,8 @@ async fn serve(
         every,
         heartbeat,
     ));
-    let state = web::AppState {
-        ledger: ledger.clone(),
-    };
+    let mut state = web::AppState::new(ledger.clone());
+    state.verifier = Some(verifier);
     web::serve(listener, state, shutdown_signal()).await?;
     checkpoints.abort();
     // A clean stop is on record, and the last checkpoint covers it.

@@ -36,6 +36,7 @@ struct Job {
 pub struct Ledger {
     db: Db,
     queue: mpsc::Sender<Job>,
+    stats: std::sync::Arc<writer::Stats>,
 }
 
 impl Ledger {
@@ -48,14 +49,34 @@ impl Ledger {
     /// Starts the writer with the log's signing key, so it can make checkpoints.
     pub async fn start_signing(db: Db, signer: Option<Signer>) -> Result<Self, Error> {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(writer::run(db.clone(), jobs, signer));
-        let ledger = Self { db, queue };
+        let stats = std::sync::Arc::new(writer::Stats::default());
+        tokio::spawn(writer::run(db.clone(), jobs, signer, stats.clone()));
+        let ledger = Self { db, queue, stats };
         ledger.submit(Context::system(), Command::Install).await?;
         Ok(ledger)
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Whether the writer is still taking commands.
+    pub fn is_running(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
+    /// Transactions committed and commands run by this process's writer.
+    pub fn batch_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.stats.batches.load(Relaxed),
+            self.stats.commands.load(Relaxed),
+        )
+    }
+
+    /// How many commands wait for the writer.
+    pub fn queue_depth(&self) -> usize {
+        QUEUE - self.queue.capacity()
     }
 
     /// Runs a command; answers once it is durable (or with why nothing was written).

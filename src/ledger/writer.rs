@@ -28,12 +28,25 @@ struct Watch {
     alarm: Option<String>,
 }
 
-pub(super) async fn run(db: Db, mut jobs: mpsc::Receiver<Job>, signer: Option<Signer>) {
+/// What `/metrics` shows of the writer: committed batches and the commands in them.
+#[derive(Default)]
+pub(super) struct Stats {
+    pub batches: std::sync::atomic::AtomicU64,
+    pub commands: std::sync::atomic::AtomicU64,
+}
+
+pub(super) async fn run(
+    db: Db,
+    mut jobs: mpsc::Receiver<Job>,
+    signer: Option<Signer>,
+    stats: std::sync::Arc<Stats>,
+) {
     let seal = Seal(());
     let mut last = Timestamp::UNIX_EPOCH;
     let mut watch = Watch::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let size = batch.len() as u64;
         let replies = run_batch(
             &db,
             &seal,
@@ -43,6 +56,12 @@ pub(super) async fn run(db: Db, mut jobs: mpsc::Receiver<Job>, signer: Option<Si
             std::mem::take(&mut batch),
         )
         .await;
+        stats
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .commands
+            .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
         for (reply, result) in replies {
             // A caller that stopped waiting still had its change committed; nothing to do.
             let _ = reply.send(result);

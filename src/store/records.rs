@@ -170,6 +170,105 @@ pub async fn list(
     })
 }
 
+/// A page request: equality filters, a sort column, and where the last page ended.
+#[derive(Clone, Debug, Default)]
+pub struct PageQuery {
+    /// Field name and the canonical JSON value it must equal.
+    pub filters: Vec<(&'static Field, Value)>,
+    /// A column that is never null (`id`, a timestamp, or a required field); ties break
+    /// by id.
+    pub sort: Option<&'static str>,
+    pub descending: bool,
+    /// The sort value and id of the last record of the previous page.
+    pub after: Option<(Value, i64)>,
+    pub limit: i64,
+    pub deleted: Deleted,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Deleted {
+    #[default]
+    Exclude,
+    Include,
+    Only,
+}
+
+/// The value a record sorts by, as the cursor carries it.
+pub fn sort_value(record: &StoredRecord, sort: &str) -> Value {
+    match sort {
+        "id" => record.id.into(),
+        "created_at" => record.created_at.into(),
+        "updated_at" => record.updated_at.into(),
+        field => record.fields.get(field).cloned().unwrap_or(Value::Null),
+    }
+}
+
+/// One page of records, filtered and sorted, continued by keyset.
+pub async fn page(db: &Db, kind: RecordKind, q: &PageQuery) -> Result<Vec<StoredRecord>> {
+    let mut clauses = Vec::new();
+    let mut params = Vec::new();
+    match q.deleted {
+        Deleted::Exclude => clauses.push("deleted_at IS NULL".to_owned()),
+        Deleted::Only => clauses.push("deleted_at IS NOT NULL".to_owned()),
+        Deleted::Include => {}
+    }
+    for (field, value) in &q.filters {
+        if value.is_null() {
+            clauses.push(format!("{} IS NULL", field.name));
+        } else {
+            params.push(to_sql(field, value)?);
+            clauses.push(format!("{} = ${}", field.name, params.len()));
+        }
+    }
+    let sort = q.sort.unwrap_or("id");
+    let (cmp, order) = if q.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if let Some((value, id)) = &q.after {
+        let v = match kind.field(sort) {
+            Some(field) => to_sql(field, value)?,
+            None => SqlValue::Int(value.as_i64()),
+        };
+        if sort == "id" {
+            params.push(SqlValue::Int(Some(*id)));
+            clauses.push(format!("id {cmp} ${}", params.len()));
+        } else {
+            params.push(v.clone());
+            let a = params.len();
+            params.push(v);
+            let b = params.len();
+            params.push(SqlValue::Int(Some(*id)));
+            let c = params.len();
+            clauses.push(format!(
+                "({sort} {cmp} ${a} OR ({sort} = ${b} AND id {cmp} ${c}))"
+            ));
+        }
+    }
+    params.push(SqlValue::Int(Some(q.limit)));
+    let where_sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    let tie = if sort == "id" {
+        String::new()
+    } else {
+        format!(", id {order}")
+    };
+    let sql = format!(
+        "{}{where_sql} ORDER BY {sort} {order}{tie} LIMIT ${}",
+        select_sql(kind),
+        params.len()
+    );
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => {
+        let rows = bind_all(sqlx::query(trusted(sql)), params).fetch_all(&mut *c).await?;
+        rows.iter().map(|row| Ok(decode_record!(kind, row))).collect()
+    })
+}
+
 /// How many records of a kind are live.
 pub async fn count(db: &Db, kind: RecordKind) -> Result<i64> {
     let sql = format!(

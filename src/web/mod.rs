@@ -1,21 +1,37 @@
-//! The HTTP server: health check and JSON reads of records (the full API builds here).
+//! The HTTP server: the JSON API under `/api/v1` (described at `/api/openapi.json`),
+//! sign-in, health, readiness and metrics.
 
+mod admin;
+mod auth;
+mod body;
 mod error;
+mod metrics;
+pub mod openapi;
+mod records;
 
-use std::net::SocketAddr;
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
-    routing::get,
+    extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderValue, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
 };
-use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub use auth::RequestInfo;
 pub use error::ApiError;
 
 use crate::{
-    domain::record::RecordKind,
+    audit::checkpoint::Verifier,
+    domain::{audit::Request as RequestRef, record::RecordKind},
     ledger::Ledger,
     store::{self, records::StoredRecord},
 };
@@ -23,18 +39,171 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub ledger: Ledger,
+    /// Set when served over TLS (behind a proxy that terminates it): cookies get `Secure`.
+    pub secure_cookies: bool,
+    /// The log's public key, for proof bundles.
+    pub verifier: Option<Verifier>,
+    metrics: Arc<metrics::Metrics>,
+    denials: Arc<Denials>,
+}
+
+impl AppState {
+    pub fn new(ledger: Ledger) -> Self {
+        Self {
+            ledger,
+            secure_cookies: false,
+            verifier: None,
+            metrics: Arc::default(),
+            denials: Arc::default(),
+        }
+    }
+}
+
+/// Rate-limits the recording of denials: one entry per user and permission per minute.
+#[derive(Default)]
+struct Denials(Mutex<HashMap<(i64, String), Instant>>);
+
+impl Denials {
+    fn allow(&self, user: i64, permission: &str) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if seen.len() > 10_000 {
+            seen.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        }
+        match seen.get(&(user, permission.to_owned())) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
+            _ => {
+                seen.insert((user, permission.to_owned()), now);
+                true
+            }
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut api = Router::new()
         .route("/healthz", get(healthz))
-        .route("/api/v1/{kind}/{id}", get(get_record))
-        .route("/api/v1/{kind}/{id}/history", get(history))
-        .route("/api/v1/{kind}/{id}/as-of", get(as_of))
-        .route("/api/v1/{kind}/{id}/notes", get(notes))
-        .route("/api/v1/{kind}/{id}/status-notes", get(status_notes))
-        .route("/api/v1/users/{id}/stamp", get(stamp))
-        .with_state(state)
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .route("/api/openapi.json", get(openapi::serve))
+        .route(
+            "/api/v1/session",
+            post(auth::sign_in)
+                .get(auth::session_info)
+                .delete(auth::sign_out),
+        )
+        .route(
+            "/api/v1/tokens",
+            post(auth::create_token).get(auth::list_tokens),
+        )
+        .route(
+            "/api/v1/tokens/{id}",
+            axum::routing::delete(auth::revoke_token),
+        )
+        .route("/api/v1/users/{id}/password", put(auth::set_password))
+        .route("/api/v1/stamp", get(admin::stamp))
+        .route("/api/v1/audit", get(admin::audit))
+        .route("/api/v1/audit/proofs/{index}", get(admin::proof))
+        .route("/api/v1/checkpoints", get(admin::checkpoints))
+        .route("/api/v1/preferences", get(admin::preferences))
+        .route("/api/v1/preferences/{key}", put(admin::set_preference))
+        .route("/api/v1/lists", get(admin::lists));
+    for kind in RecordKind::ALL {
+        api = records::routes(api, kind);
+    }
+    api.fallback(|| async {
+        error::problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "There is no such path in this API.",
+            json!({}),
+            None,
+        )
+    })
+    .method_not_allowed_fallback(|| async {
+        error::problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "bad-request",
+            "This method is not allowed here.",
+            json!({}),
+            None,
+        )
+    })
+    .layer(DefaultBodyLimit::max(body::MAX_BODY))
+    .layer(middleware::from_fn_with_state(state.clone(), observe))
+    .with_state(state)
+}
+
+/// Gives every request an id (the caller's `X-Request-Id` if sensible), its address and
+/// user agent for the log, answers with `X-Request-Id`, and counts it for `/metrics`.
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+        .map_or_else(new_request_id, str::to_owned);
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let ua = req
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(300).collect());
+    req.extensions_mut().insert(RequestInfo(RequestRef {
+        id: Some(id.clone()),
+        ip,
+        ua,
+    }));
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let mut response = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    state.metrics.record(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when the database answers and the writer is running.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match store::audit_log::size(state.ledger.db()).await {
+        Ok(size) if state.ledger.is_running() => {
+            Json(json!({"status": "ready", "log_size": size})).into_response()
+        }
+        Ok(_) => ApiError::Unavailable.into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            ApiError::Unavailable.into_response()
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves.
@@ -51,124 +220,9 @@ pub async fn serve(
     .await
 }
 
-async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let size = store::audit_log::size(state.ledger.db()).await?;
-    Ok(Json(json!({"status": "ok", "log_size": size})))
-}
-
-/// The record kind and id of a path, or 404.
-fn record_path((kind, id): (String, String)) -> Result<(RecordKind, i64), ApiError> {
-    let kind = RecordKind::parse(&kind).ok_or(ApiError::NotFound)?;
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
-    Ok((kind, id))
-}
-
-/// As `record_path`, and the record must exist (deleted or not), or 404.
-async fn existing_record(
-    state: &AppState,
-    path: (String, String),
-) -> Result<(RecordKind, i64), ApiError> {
-    let (kind, id) = record_path(path)?;
-    store::records::get(state.ledger.db(), kind, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok((kind, id))
-}
-
-#[derive(Deserialize)]
-struct PageParams {
-    cursor: Option<String>,
-    limit: Option<i64>,
-}
-
-async fn history(
-    State(state): State<AppState>,
-    Path(path): Path<(String, String)>,
-    Query(page): Query<PageParams>,
-) -> Result<Json<Value>, ApiError> {
-    let (kind, id) = existing_record(&state, path).await?;
-    let db = state.ledger.db();
-    if let Some(c) = &page.cursor
-        && c.split('.').count() != 3
-    {
-        return Err(ApiError::BadRequest(
-            "cursor: not one this API returned".into(),
-        ));
-    }
-    let timeline = crate::audit::history::timeline(
-        db,
-        kind,
-        id,
-        page.cursor.as_deref(),
-        page.limit.unwrap_or(50),
-    )
-    .await?;
-    Ok(Json(json!(timeline)))
-}
-
-#[derive(Deserialize)]
-struct AsOfParams {
-    at: String,
-}
-
-async fn as_of(
-    State(state): State<AppState>,
-    Path(path): Path<(String, String)>,
-    Query(params): Query<AsOfParams>,
-) -> Result<Json<Value>, ApiError> {
-    let (kind, id) = record_path(path)?;
-    let at: jiff::Timestamp = params.at.parse().map_err(|_| {
-        ApiError::BadRequest("at: must be an instant like 2018-10-18T15:00:00Z".into())
-    })?;
-    let state = crate::audit::history::as_of(state.ledger.db(), kind, id, at)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(json!(state)))
-}
-
-async fn notes(
-    State(state): State<AppState>,
-    Path(path): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let (kind, id) = existing_record(&state, path).await?;
-    let db = state.ledger.db();
-    let latest = store::notes::latest(db, kind, id).await?;
-    Ok(Json(match latest {
-        Some(r) => json!({"revision": r.revision, "text": r.text, "author": r.author, "ts": r.ts}),
-        None => json!({"revision": 0, "text": ""}),
-    }))
-}
-
-async fn status_notes(
-    State(state): State<AppState>,
-    Path(path): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let (kind, id) = existing_record(&state, path).await?;
-    let db = state.ledger.db();
-    let notes = store::notes::status_notes(db, kind, id, None, crate::audit::MAX_PAGE).await?;
-    Ok(Json(json!({"status_notes": notes})))
-}
-
-async fn stamp(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
-    let stamp = crate::audit::history::stamp_for(state.ledger.db(), id, crate::clock::now())
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(json!({"stamp": stamp})))
-}
-
-async fn get_record(
-    State(state): State<AppState>,
-    Path(path): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let (kind, id) = record_path(path)?;
-    let record = store::records::get(state.ledger.db(), kind, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(record_json(kind, &record)))
+/// An instant as RFC 3339 UTC.
+pub fn instant(us: i64) -> Value {
+    jiff::Timestamp::from_microsecond(us).map_or(Value::Null, |t| t.to_string().into())
 }
 
 /// A record as the API shows it: its fields plus id, version and timestamps; secrets left out.
@@ -178,9 +232,6 @@ pub fn record_json(kind: RecordKind, record: &StoredRecord) -> Value {
     out.insert("type".into(), kind.as_str().into());
     out.insert("version".into(), record.version.into());
     out.insert("label".into(), kind.label(record.id, &record.fields).into());
-    let instant = |us: i64| {
-        jiff::Timestamp::from_microsecond(us).map_or(Value::Null, |t| t.to_string().into())
-    };
     out.insert("created_at".into(), instant(record.created_at));
     out.insert("updated_at".into(), instant(record.updated_at));
     out.insert(

@@ -179,20 +179,39 @@ async fn init_user_demo_audit_postgres() {
 }
 
 fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http(addr, "GET", path, "", None);
+    (status, body)
+}
+
+/// One HTTP/1.1 request over a real socket: status, head, body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: Option<&str>,
+) -> (u16, String, String) {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let body_head = body.map_or(String::new(), |b| {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        )
+    });
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}{body_head}\r\n{}",
+        body.unwrap_or("")
     )
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response[9..12].parse().unwrap();
-    let body = response
+    let (head, body) = response
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
+        .map(|(h, b)| (h.to_owned(), b.to_owned()))
         .unwrap_or_default();
-    (status, body)
+    (status, head, body)
 }
 
 /// A running `keeptrack serve`, stopped when dropped.
@@ -268,6 +287,45 @@ async fn first_serve_creates_the_studio(postgres: bool) {
     let (status, body) = server.get("/healthz").await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = server.get("/api/v1/users/1").await;
+    assert_eq!(status, 401, "{body}");
+    // Sign in with the password it printed, over a real socket.
+    let password = server
+        .said
+        .split("Password (shown once): ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let addr = server.addr.clone();
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        let sign_in = format!(r#"{{"username": "owner", "password": "{password}"}}"#);
+        let (status, head, body) = http(&addr, "POST", "/api/v1/session", "", Some(&sign_in));
+        assert_eq!(status, 201, "{body}");
+        let cookie = head
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: "))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        // Oversized headers are refused before any handler runs.
+        let huge = format!("X-Padding: {}\r\n", "a".repeat(1024 * 1024));
+        let (too_big, _, _) = http(&addr, "GET", "/healthz", &huge, None);
+        assert_eq!(too_big, 431);
+        let (status, _, body) = http(
+            &addr,
+            "GET",
+            "/api/v1/users/1",
+            &format!("Cookie: {cookie}\r\n"),
+            None,
+        );
+        (status, body)
+    })
+    .await
+    .unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"initials\":\"OWN\""), "{body}");
     assert!(!body.contains("password_hash"), "{body}");

@@ -1,63 +1,711 @@
-//! JSON reads through the router, without a socket.
+//! The JSON API through the router: sign-in, sessions and tokens, permissions and
+//! overrides, ETags, idempotency, bad input, the OpenAPI document.
 
-use axum::{body::Body, http::Request};
+use axum::{Router, body::Body, http::Request};
 use http_body_util::BodyExt;
-use keeptrack::{domain::record::RecordKind, web};
-use serde_json::Value;
+use keeptrack::{
+    domain::{
+        audit::{Action, Category},
+        record::RecordKind,
+    },
+    web,
+};
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::both;
+use crate::helpers::TestApp;
 
-async fn get(app: &crate::helpers::TestApp, path: &str) -> (u16, String, Value) {
-    let router = web::router(web::AppState {
-        ledger: app.ledger.clone(),
-    });
-    let response = router
-        .oneshot(Request::get(path).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        content_type,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
 }
 
-both!(records_read_as_json, |app| {
-    let client = app.client("Smith").await;
-    let (status, _, body) = get(&app, &format!("/api/v1/clients/{}", client.id)).await;
-    assert_eq!(status, 200);
-    assert_eq!(body["label"], "Client #1001 Jane Smith");
-    assert_eq!(body["version"], 1);
-    assert_eq!(body["email"], "jane@example.com");
-    assert!(body["created_at"].as_str().unwrap().ends_with('Z'));
-    let (status, _, body) = get(&app, &format!("/api/v1/users/{}", app.owner)).await;
-    assert_eq!(status, 200);
-    assert!(body.get("password_hash").is_none());
-    let _ = RecordKind::User;
+/// A client of the API: anonymous, a browser session (cookie + CSRF token) or a token.
+#[derive(Clone)]
+pub struct Api {
+    router: Router,
+    cookie: Option<String>,
+    csrf: Option<String>,
+    token: Option<String>,
+    /// The address requests come from (the lockout counts per address).
+    ip: [u8; 4],
+}
 
-    for path in [
-        "/api/v1/clients/999999",
-        "/api/v1/clients/abc",
-        "/api/v1/spaceships/1",
-    ] {
-        let (status, content_type, body) = get(&app, path).await;
-        assert_eq!(status, 404, "{path}");
-        assert_eq!(content_type, "application/problem+json");
-        assert_eq!(body["status"], 404);
+impl Api {
+    pub fn new(app: &TestApp) -> Self {
+        Self {
+            router: web::router(web::AppState::new(app.ledger.clone())),
+            cookie: None,
+            csrf: None,
+            token: None,
+            ip: [127, 0, 0, 1],
+        }
+    }
+
+    pub fn at_ip(&self, ip: [u8; 4]) -> Self {
+        Self { ip, ..self.clone() }
+    }
+
+    pub async fn raw(&self, mut req: Request<Body>) -> Reply {
+        let addr = std::net::SocketAddr::from((self.ip, 40000));
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        assert!(status < 500, "{status}: {body}");
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> axum::http::request::Builder {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(c) = &self.cookie {
+            b = b.header("cookie", format!("keeptrack_session={c}"));
+        }
+        if let Some(t) = &self.csrf {
+            b = b.header("x-csrf-token", t);
+        }
+        if let Some(t) = &self.token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut b = self.request(method, path);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = match body {
+            Some(v) => b
+                .header("content-type", "application/json")
+                .body(Body::from(v.to_string())),
+            None => b.body(Body::empty()),
+        };
+        self.raw(req.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, None).await
+    }
+
+    /// Signs in; the client then carries the session cookie and CSRF token.
+    pub async fn sign_in(&self, username: &str) -> Self {
+        let r = self
+            .send(
+                "POST",
+                "/api/v1/session",
+                Some(json!({"username": username, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let cookie = r.headers["set-cookie"].to_str().unwrap().to_owned();
+        let secret = cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_owned();
+        Self {
+            cookie: Some(secret),
+            csrf: r.body["csrf_token"].as_str().map(str::to_owned),
+            ..self.clone()
+        }
+    }
+
+    pub async fn with_token(&self, username: &str) -> Self {
+        let session = self.sign_in(username).await;
+        let r = session
+            .send("POST", "/api/v1/tokens", Some(json!({"name": "test"})))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        Self {
+            token: r.body["token"].as_str().map(str::to_owned),
+            ..self.clone()
+        }
+    }
+}
+
+fn problem_type(r: &Reply) -> &str {
+    r.body["type"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("https://keeptrack.dev/problems/")
+}
+
+both!(sign_in_sessions_csrf_and_sign_out, |app| {
+    let api = Api::new(&app);
+    let r = api.get("/api/v1/clients").await;
+    assert_eq!((r.status, problem_type(&r)), (401, "unauthenticated"));
+    let bad = api
+        .send(
+            "POST",
+            "/api/v1/session",
+            Some(json!({"username": "mary", "password": "not it at all"})),
+        )
+        .await;
+    assert_eq!(bad.status, 401);
+    let failed = &app.latest(1).await[0];
+    assert_eq!(
+        (failed.cat, failed.act),
+        (Category::UserAuthentication, Action::SignInFailed)
+    );
+    assert_eq!(failed.rec.as_ref().unwrap().id, app.manager);
+    assert_eq!(
+        failed.sec.as_ref().unwrap().outcome.as_deref(),
+        Some("wrong password")
+    );
+
+    // Initials sign in too, as in Spectra.
+    let r = api
+        .send(
+            "POST",
+            "/api/v1/session",
+            Some(json!({"username": "mkh", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let cookie = r.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+    assert_eq!(app.latest(1).await[0].act, Action::SignIn);
+    // Every sign-in gets a new session id.
+    let one = api.sign_in("mary").await;
+    let two = api.sign_in("mary").await;
+    assert_ne!(one.cookie, two.cookie);
+
+    let me = one.get("/api/v1/session").await;
+    assert_eq!(me.body["user"]["initials"], "MKH");
+    assert_eq!(me.body["permissions"]["users_and_security"], "none");
+    let client = app.client("Smith").await;
+    let path = format!("/api/v1/clients/{}", client.id);
+    let change = json!({"first_name": "Janet"});
+    // A change without the CSRF token, or from another site, is refused.
+    let no_csrf = Api {
+        csrf: None,
+        ..one.clone()
+    };
+    let r = no_csrf
+        .send_with("PATCH", &path, Some(change.clone()), &[("if-match", "*")])
+        .await;
+    assert_eq!((r.status, problem_type(&r)), (403, "csrf"));
+    let r = one
+        .send_with(
+            "PATCH",
+            &path,
+            Some(change.clone()),
+            &[
+                ("if-match", "*"),
+                ("origin", "https://evil.example"),
+                ("host", "studio.example"),
+            ],
+        )
+        .await;
+    assert_eq!((r.status, problem_type(&r)), (403, "csrf"));
+    let r = one
+        .send_with(
+            "PATCH",
+            &path,
+            Some(change.clone()),
+            &[("if-match", "*"), ("sec-fetch-site", "cross-site")],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = one
+        .send_with("PATCH", &path, Some(change), &[("if-match", "*")])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let r = one.send("DELETE", "/api/v1/session", None).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(app.latest(1).await[0].act, Action::SignOut);
+    let r = one.get("/api/v1/session").await;
+    assert_eq!(r.status, 401);
+    // The other session is untouched.
+    assert_eq!(two.get("/api/v1/session").await.status, 200);
+});
+
+both!(five_failures_lock_the_account_with_retry_after, |app| {
+    let api = Api::new(&app);
+    for _ in 0..5 {
+        let r = api
+            .send(
+                "POST",
+                "/api/v1/session",
+                Some(json!({"username": "sam", "password": "guessing wrong"})),
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(app.latest(1).await[0].act, Action::Lockout);
+    // Even the right password waits now.
+    let r = api
+        .send(
+            "POST",
+            "/api/v1/session",
+            Some(json!({"username": "sam", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!((r.status, problem_type(&r)), (429, "too-many-requests"));
+    let wait: i64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=900).contains(&wait), "{wait}");
+    // The account is locked from every address.
+    let r = api
+        .at_ip([10, 0, 0, 9])
+        .send(
+            "POST",
+            "/api/v1/session",
+            Some(json!({"username": "sam", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(r.status, 429);
+    // Unknown users fail the same way and are recorded.
+    let r = api
+        .at_ip([10, 0, 0, 7])
+        .send(
+            "POST",
+            "/api/v1/session",
+            Some(json!({"username": "nobody", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let entry = &app.latest(1).await[0];
+    assert_eq!(entry.act, Action::SignInFailed);
+    assert_eq!(
+        entry.sec.as_ref().unwrap().outcome.as_deref(),
+        Some("unknown user")
+    );
+});
+
+both!(api_tokens_are_shown_once_scoped_and_revocable, |app| {
+    let api = Api::new(&app);
+    let staff = api.with_token("sam").await;
+    let r = staff.get("/api/v1/clients").await;
+    assert_eq!(r.status, 200);
+    // Scoped to the user's permissions: staff cannot read the audit log.
+    let r = staff.get("/api/v1/audit").await;
+    assert_eq!((r.status, problem_type(&r)), (403, "forbidden"));
+    assert_eq!(r.body["permission"], "audit_logs:view");
+    let denied = &app.latest(1).await[0];
+    assert_eq!(denied.act, Action::Denied);
+    let list = staff.get("/api/v1/tokens").await;
+    let tokens = list.body["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert!(tokens[0].get("token").is_none(), "never shown again");
+    let id = tokens[0]["id"].as_i64().unwrap();
+    let r = staff
+        .send("DELETE", &format!("/api/v1/tokens/{id}"), None)
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(app.latest(1).await[0].act, Action::TokenRevoke);
+    assert_eq!(staff.get("/api/v1/clients").await.status, 401);
+});
+
+both!(updates_need_the_current_etag, |app| {
+    let api = Api::new(&app).with_token("sam").await;
+    let r = api
+        .send(
+            "POST",
+            "/api/v1/clients",
+            Some(json!({"first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    assert_eq!(r.headers["etag"], "\"1\"");
+    assert_eq!(r.headers["location"], format!("/api/v1/clients/{id}"));
+    let path = format!("/api/v1/clients/{id}");
+    let r = api
+        .send("PATCH", &path, Some(json!({"first_name": "Janet"})))
+        .await;
+    assert_eq!((r.status, problem_type(&r)), (428, "version-required"));
+    let r = api
+        .send_with(
+            "PATCH",
+            &path,
+            Some(json!({"first_name": "Janet"})),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["etag"], "\"2\"");
+    // A colleague still holding version 1 is told, and shown the record as it is now.
+    let r = api
+        .send_with(
+            "PATCH",
+            &path,
+            Some(json!({"first_name": "Jan"})),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!((r.status, problem_type(&r)), (412, "version-mismatch"));
+    assert_eq!(r.body["current"]["first_name"], "Janet");
+    assert_eq!(r.body["current"]["version"], 2);
+    // Validation errors name the field.
+    let r = api
+        .send_with(
+            "PATCH",
+            &path,
+            Some(json!({"email": "not an email", "nickname": "J"})),
+            &[("if-match", "\"2\"")],
+        )
+        .await;
+    assert_eq!((r.status, problem_type(&r)), (422, "validation"));
+    let named: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(named.contains(&"nickname"), "{named:?}");
+    // A reason is asked for where the policy wants one.
+    let r = api
+        .send_with(
+            "PATCH",
+            &path,
+            Some(json!({"email": "j@example.com"})),
+            &[("if-match", "\"2\"")],
+        )
+        .await;
+    assert_eq!((r.status, problem_type(&r)), (422, "reason-required"));
+    let r = api
+        .send_with(
+            "PATCH",
+            &path,
+            Some(json!({"email": "j@example.com", "reason": "Client asked"})),
+            &[("if-match", "\"2\"")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        app.latest(1).await[0].reason.as_deref(),
+        Some("Client asked")
+    );
+
+    // Lists filter, sort and page.
+    for last in ["Adams", "Brown", "Clark"] {
+        app.client(last).await;
+    }
+    let r = api.get("/api/v1/clients?sort=-last_name&limit=2").await;
+    let names: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["last_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Smith", "Clark"]);
+    let next = r.body["next"].as_str().unwrap();
+    let r = api
+        .get(&format!(
+            "/api/v1/clients?sort=-last_name&limit=2&cursor={next}"
+        ))
+        .await;
+    let names: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["last_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Brown", "Adams"]);
+    let r = api.get("/api/v1/clients?last_name=Adams").await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    let r = api.get("/api/v1/clients?shoe_size=9").await;
+    assert_eq!(r.status, 422);
+});
+
+both!(overrides_by_a_managers_credentials, |app| {
+    let api = Api::new(&app).with_token("sam").await;
+    let client = app.client("Smith").await;
+    let path = format!("/api/v1/clients/{}", client.id);
+    let r = api
+        .send("DELETE", &path, Some(json!({"reason": "Duplicate"})))
+        .await;
+    assert_eq!((r.status, problem_type(&r)), (403, "forbidden"));
+    assert_eq!(r.body["permission"], "clients:delete");
+    assert_eq!(app.latest(1).await[0].act, Action::Denied);
+    // A wrong manager password is refused and recorded.
+    let r = api
+        .send(
+            "DELETE",
+            &path,
+            Some(json!({"reason": "Duplicate",
+                        "authorize": {"username": "mary", "password": "wrong guess!"}})),
+        )
+        .await;
+    assert_eq!((r.status, problem_type(&r)), (403, "override-failed"));
+    assert_eq!(app.latest(1).await[0].act, Action::OverrideFailed);
+    // Staff cannot authorise anyone.
+    let r = api
+        .send(
+            "DELETE",
+            &path,
+            Some(json!({"reason": "Duplicate",
+                        "authorize": {"username": "sam", "password": PASSWORD}})),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = api
+        .send(
+            "DELETE",
+            &path,
+            Some(json!({"reason": "Duplicate",
+                        "authorize": {"username": "mary", "password": PASSWORD}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["deleted_at"].is_string());
+    let latest = app.latest(2).await;
+    let (delete, overridden) = (&latest[1], &latest[0]);
+    assert_eq!(delete.act, Action::Delete);
+    assert_eq!(delete.actor.initials, "SS");
+    assert_eq!(
+        (overridden.cat, overridden.act),
+        (Category::UserAuthentication, Action::Override)
+    );
+    let auth = overridden.auth.as_ref().unwrap();
+    assert_eq!(auth.initials, "MKH");
+    assert_eq!(auth.permission, "clients:delete, delete_records");
+    assert_eq!(overridden.reason.as_deref(), Some("Duplicate"));
+    assert_eq!(
+        overridden.sec.as_ref().unwrap().action.as_deref(),
+        Some("delete")
+    );
+    // The manager restores it without anyone's help.
+    let manager = Api::new(&app).with_token("mary").await;
+    let r = manager
+        .send(
+            "POST",
+            &format!("{path}/restore"),
+            Some(json!({"reason": "Not a duplicate"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["deleted_at"].is_null());
+});
+
+both!(a_retried_payment_is_taken_once, |app| {
+    let api = Api::new(&app).with_token("sam").await;
+    let client = app.client("Smith").await;
+    let invoice = app.invoice(client.id).await;
+    let method = app.list_id("payment_method", "Cash").await;
+    let body = json!({"invoice_id": invoice.id, "amount_cents": 2500, "payment_method_id": method});
+    let key = [("idempotency-key", "pay-7f3a")];
+    let first = api
+        .send_with("POST", "/api/v1/payments", Some(body.clone()), &key)
+        .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let size = app.log_size().await;
+    let again = api
+        .send_with("POST", "/api/v1/payments", Some(body), &key)
+        .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(app.log_size().await, size, "nothing new was written");
+    let other =
+        json!({"invoice_id": invoice.id, "amount_cents": 9900, "payment_method_id": method});
+    let r = api
+        .send_with("POST", "/api/v1/payments", Some(other), &key)
+        .await;
+    assert_eq!((r.status, problem_type(&r)), (422, "idempotency-mismatch"));
+    let r = api
+        .get(&format!("/api/v1/payments?invoice_id={}", invoice.id))
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+});
+
+both!(requests_are_named_in_the_log, |app| {
+    let api = Api::new(&app).with_token("sam").await;
+    let r = api
+        .send_with(
+            "POST",
+            "/api/v1/clients",
+            Some(json!({"last_name": "Smith"})),
+            &[
+                ("x-request-id", "req-42"),
+                ("user-agent", "studio-sync/1.0"),
+            ],
+        )
+        .await;
+    assert_eq!(r.headers["x-request-id"], "req-42");
+    let entry = &app.latest(1).await[0];
+    let req = entry.req.as_ref().unwrap();
+    assert_eq!(req.id.as_deref(), Some("req-42"));
+    assert_eq!(req.ua.as_deref(), Some("studio-sync/1.0"));
+    // Without one, the server makes one up and says which.
+    let r = api.get("/api/v1/clients").await;
+    assert_eq!(r.headers["x-request-id"].len(), 24);
+});
+
+both!(bad_input_gets_a_clear_4xx_and_writes_nothing, |app| {
+    let api = Api::new(&app).with_token("sam").await;
+    let size = app.log_size().await;
+    let raw = |body: Vec<u8>| {
+        api.request("POST", "/api/v1/clients")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let deep = format!(
+        "{{\"last_name\": {}1{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (b"{\"last_name\": ".to_vec(), 400),
+        (
+            b"{\"last_name\": \"A\", \"last_name\": \"B\"}".to_vec(),
+            400,
+        ),
+        (deep.into_bytes(), 400),
+        (b"{\"last_name\": \"\xff\xfe\"}".to_vec(), 400),
+        (b"[\"last_name\"]".to_vec(), 400),
+        (b"{\"last_name\": 42}".to_vec(), 422),
+        (b"{\"last_name\": \"A\\u0000B\"}".to_vec(), 422),
+        (b"{\"last_name\": \"A\", \"shoe_size\": 9}".to_vec(), 422),
+        (
+            b"{\"last_name\": \"A\", \"do_not_market\": 1e400}".to_vec(),
+            400,
+        ),
+        (
+            format!("{{\"last_name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024)).into_bytes(),
+            413,
+        ),
+    ];
+    for (body, want) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
+        let r = api.raw(raw(body)).await;
+        assert_eq!(r.status, want, "{shown}: {}", r.body);
+        assert!(r.body["type"].is_string(), "problem+json for {shown}");
+    }
+    let r = api
+        .raw(
+            api.request("POST", "/api/v1/clients")
+                .header("content-type", "text/plain")
+                .body(Body::from("last_name=Smith"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = api.get("/api/v1/clients/not-a-number").await;
+    assert_eq!(r.status, 404);
+    let r = api.send("PUT", "/api/v1/clients", None).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(app.log_size().await, size, "nothing was written");
+});
+
+both!(the_openapi_document_matches_the_routes, |app| {
+    let api = Api::new(&app).with_token("owner").await;
+    let doc = api.get("/api/openapi.json").await;
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    let ops = web::openapi::operations();
+    assert!(ops.len() >= 90, "{}", ops.len());
+    for (method, path) in ops {
+        let concrete = path
+            .replace("{id}", "999999")
+            .replace("{index}", "0")
+            .replace("{key}", "studio.time_zone");
+        let r = api
+            .send_with(
+                &method.to_uppercase(),
+                &concrete,
+                None,
+                &[("if-match", "*")],
+            )
+            .await;
+        assert!(
+            r.status != 405 && r.body["detail"] != "There is no such path in this API.",
+            "{method} {path}: {} {}",
+            r.status,
+            r.body
+        );
+        let documented = doc.body["paths"][&path][&method]["responses"]
+            .as_object()
+            .unwrap()
+            .contains_key(&r.status.to_string());
+        assert!(
+            documented,
+            "{method} {path} answered {} undocumented",
+            r.status
+        );
+    }
+    // And a path that is not in the document is not served.
+    let r = api.get("/api/v1/spaceships").await;
+    assert_eq!(r.status, 404);
+});
+
+both!(readiness_and_metrics, |app| {
+    let api = Api::new(&app);
+    assert_eq!(api.get("/readyz").await.status, 200);
+    assert_eq!(api.get("/healthz").await.status, 200);
+    api.get("/api/v1/clients").await;
+    let r = api
+        .raw(api.request("GET", "/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, 200);
+    let text = {
+        let resp = api
+            .router
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap()
+    };
+    assert!(
+        text.contains("keeptrack_http_requests_total{method=\"GET\",route=\"/api/v1/clients\",status=\"401\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("keeptrack_audit_log_size "));
+    assert!(text.contains("keeptrack_writer_queue_depth 0"));
+});
+
+both!(records_read_as_json, |app| {
+    let api = Api::new(&app).with_token("owner").await;
+    let client = app.client("Smith").await;
+    let r = api.get(&format!("/api/v1/clients/{}", client.id)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["label"], "Client #1001 Jane Smith");
+    assert_eq!(r.body["email"], "jane@example.com");
+    assert!(r.body["created_at"].as_str().unwrap().ends_with('Z'));
+    let r = api.get(&format!("/api/v1/users/{}", app.owner)).await;
+    assert!(r.body.get("password_hash").is_none());
+    for path in ["/api/v1/clients/999999", "/api/v1/spaceships/1"] {
+        let r = api.get(path).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.headers["content-type"], "application/problem+json");
     }
     let invoice = app.invoice(client.id).await;
-    let (_, _, body) = get(&app, &format!("/api/v1/invoices/{}", invoice.id)).await;
-    assert_eq!(body["label"], "Invoice #10001");
-    assert_eq!(body["totals"]["total_cents"], 5000);
-    let (status, _, body) = get(&app, "/healthz").await;
-    assert_eq!(status, 200);
-    assert_eq!(body["status"], "ok");
+    let r = api.get(&format!("/api/v1/invoices/{}", invoice.id)).await;
+    assert_eq!(r.body["totals"]["total_cents"], 5000);
+    let _ = RecordKind::Invoice;
 });

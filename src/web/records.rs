@@ -1,0 +1,708 @@
+//! `/api/v1/{kind}`: list, read, create, update (If-Match), delete, restore, post, unlock
+//! and void records, and each record's notes, status notes, history and as-of view.
+
+use std::collections::HashMap;
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use base64::Engine;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{
+    ApiError, AppState,
+    auth::Caller,
+    body::{JsonObject, take_text},
+    record_json,
+};
+use crate::domain::{
+    field::{Access, FieldError, FieldType},
+    permission::Level,
+    record::RecordKind,
+};
+use crate::ledger::{Command, Idempotency, Outcome};
+use crate::store::{
+    self,
+    records::{Deleted, PageQuery, StoredRecord},
+};
+
+const DEFAULT_PAGE: i64 = 50;
+
+/// The ETag of a record: its version.
+pub fn etag(record: &StoredRecord) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{}\"", record.version)).expect("digits and quotes")
+}
+
+/// A record with its ETag.
+fn with_etag(status: StatusCode, kind: RecordKind, record: &StoredRecord) -> Response {
+    let mut response = (status, Json(record_json(kind, record))).into_response();
+    response.headers_mut().insert(header::ETAG, etag(record));
+    response
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::NotFound)
+}
+
+async fn load(state: &AppState, kind: RecordKind, id: i64) -> Result<StoredRecord, ApiError> {
+    store::records::get(state.ledger.db(), kind, id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// `If-Match: "3"` (or `W/"3"`) as a version; `*` means any.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("If-Match: not an ETag".into()))?
+        .trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map(Some)
+        .map_err(|_| ApiError::BadRequest("If-Match: not an ETag this API gave".into()))
+}
+
+/// Submits a change for the caller; a stale version comes back as 412 with the record
+/// as it is now, a missing permission is recorded as a denial.
+async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    ctx: crate::ledger::Context,
+    kind: RecordKind,
+    id: Option<i64>,
+    command: Command,
+) -> Result<Outcome, ApiError> {
+    let action = command_action(&command);
+    match state.ledger.submit(ctx, command).await {
+        Ok(out) => Ok(out),
+        Err(crate::ledger::Error::Forbidden(p)) => {
+            caller
+                .denied(state, &p.to_string(), action, id.map(|id| (kind, id)))
+                .await;
+            Err(ApiError::Forbidden(p.to_string()))
+        }
+        Err(e @ crate::ledger::Error::Conflict { .. }) => {
+            let current = match id {
+                Some(id) => store::records::get(state.ledger.db(), kind, id)
+                    .await?
+                    .map(|r| record_json(kind, &r)),
+                None => None,
+            };
+            Err(ApiError::VersionMismatch {
+                detail: e.to_string(),
+                current,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn command_action(command: &Command) -> &'static str {
+    match command {
+        Command::Create { .. } | Command::CreateUser { .. } => "create",
+        Command::Update { .. } => "update",
+        Command::Delete { .. } => "delete",
+        Command::Restore { .. } => "restore",
+        Command::Post { .. } => "post",
+        Command::Unlock { .. } => "unlock",
+        Command::VoidPayment { .. } => "void",
+        Command::SaveNotes { .. } => "notes",
+        _ => "change",
+    }
+}
+
+/// `GET /api/v1/{kind}`: filters by field (`?last_name=Smith`), `sort` (a never-empty
+/// field, `-` for descending), `deleted=include|only`, `limit`, `cursor`.
+pub async fn list(
+    kind: RecordKind,
+    state: AppState,
+    caller: Caller,
+    params: HashMap<String, String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_kind(&state, kind, Level::View, None).await?;
+    let mut q = PageQuery {
+        limit: DEFAULT_PAGE,
+        ..Default::default()
+    };
+    let mut errors = Vec::new();
+    let mut cursor = None;
+    for (name, value) in &params {
+        match name.as_str() {
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if (1..=crate::audit::MAX_PAGE).contains(&n) => q.limit = n,
+                _ => errors.push(FieldError::new("limit", "must be 1 to 1000")),
+            },
+            "cursor" => cursor = Some(value.clone()),
+            "deleted" => match value.as_str() {
+                "include" => q.deleted = Deleted::Include,
+                "only" => q.deleted = Deleted::Only,
+                "exclude" => q.deleted = Deleted::Exclude,
+                _ => errors.push(FieldError::new(
+                    "deleted",
+                    "must be include, only or exclude",
+                )),
+            },
+            "sort" => {
+                let (desc, field) = match value.strip_prefix('-') {
+                    Some(f) => (true, f),
+                    None => (false, value.as_str()),
+                };
+                match sortable(kind, field) {
+                    Some(f) => {
+                        q.sort = Some(f);
+                        q.descending = desc;
+                    }
+                    None => errors.push(FieldError::new(
+                        "sort",
+                        "must be id, created_at, updated_at or a required field",
+                    )),
+                }
+            }
+            field => match kind
+                .field(field)
+                .filter(|f| !f.secret && f.ty != FieldType::Lines)
+            {
+                Some(f) => {
+                    let raw = match f.ty {
+                        FieldType::Int
+                        | FieldType::Cents
+                        | FieldType::Ref(_)
+                        | FieldType::Choice(_) => value
+                            .parse::<i64>()
+                            .map_or_else(|_| Value::from(value.as_str()), Value::from),
+                        FieldType::Bool => match value.as_str() {
+                            "true" => Value::Bool(true),
+                            "false" => Value::Bool(false),
+                            _ => Value::from(value.as_str()),
+                        },
+                        _ => Value::from(value.as_str()),
+                    };
+                    match f.check(&raw) {
+                        Ok(v) => q.filters.push((f, v)),
+                        Err(e) => errors.push(e),
+                    }
+                }
+                None => errors.push(FieldError::new(field, "is not a filter of this list")),
+            },
+        }
+    }
+    if let Some(c) = cursor {
+        match decode_cursor(&c) {
+            Some(after) => q.after = Some(after),
+            None => errors.push(FieldError::new("cursor", "is not one this API returned")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let limit = q.limit;
+    q.limit += 1;
+    let mut rows = store::records::page(state.ledger.db(), kind, &q).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let sort = q.sort.unwrap_or("id");
+    let next = more
+        .then(|| rows.last())
+        .flatten()
+        .map(|r| encode_cursor(&store::records::sort_value(r, sort), r.id));
+    let items: Vec<Value> = rows.iter().map(|r| record_json(kind, r)).collect();
+    Ok(Json(json!({"items": items, "next": next})))
+}
+
+fn sortable(kind: RecordKind, name: &str) -> Option<&'static str> {
+    match name {
+        "id" => Some("id"),
+        "created_at" => Some("created_at"),
+        "updated_at" => Some("updated_at"),
+        _ => kind
+            .fields()
+            .iter()
+            .find(|f| f.name == name && f.required && !f.secret && f.ty != FieldType::Lines)
+            .map(|f| f.name),
+    }
+}
+
+fn encode_cursor(value: &Value, id: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!([value, id]).to_string())
+}
+
+fn decode_cursor(s: &str) -> Option<(Value, i64)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    let id = v.get(1)?.as_i64()?;
+    Some((v.get(0)?.clone(), id))
+}
+
+/// `GET /api/v1/{kind}/{id}`.
+pub async fn get(
+    kind: RecordKind,
+    state: AppState,
+    caller: Caller,
+    id: String,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    caller
+        .require_kind(&state, kind, Level::View, Some(id))
+        .await?;
+    let record = load(&state, kind, id).await?;
+    Ok(with_etag(StatusCode::OK, kind, &record))
+}
+
+/// `POST /api/v1/{kind}`. Users take a `password`. Invoices and payments honour
+/// `Idempotency-Key`: a retry answers the first result.
+pub async fn create(
+    kind: RecordKind,
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonObject(mut body): JsonObject,
+) -> Result<Response, ApiError> {
+    let mut ctx = caller.context(&state, &mut body).await?;
+    if let Some(key) = headers.get("idempotency-key") {
+        if !matches!(kind, RecordKind::Invoice | RecordKind::Payment) {
+            return Err(ApiError::BadRequest(
+                "Idempotency-Key is for invoices and payments".into(),
+            ));
+        }
+        let key = key
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= 255)
+            .ok_or_else(|| {
+                ApiError::BadRequest("Idempotency-Key: 1 to 255 visible characters".into())
+            })?;
+        let request_hash = Sha256::digest(Value::Object(body.clone()).to_string().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        ctx = ctx.with_idempotency(Idempotency {
+            key: key.to_owned(),
+            request_hash,
+        });
+    }
+    let out = if kind == RecordKind::User {
+        let password = take_text(&mut body, "password")?;
+        match state.ledger.create_user(ctx, body, &password).await {
+            Err(crate::ledger::Error::Forbidden(p)) => {
+                caller.denied(&state, &p.to_string(), "create", None).await;
+                return Err(ApiError::Forbidden(p.to_string()));
+            }
+            other => other?,
+        }
+    } else {
+        let command = Command::Create { kind, fields: body };
+        submit(&state, &caller, ctx, kind, None, command).await?
+    };
+    let record = out
+        .record
+        .ok_or_else(|| ApiError::Internal("a create returned no record".into()))?;
+    let mut response = with_etag(
+        if out.replayed {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        kind,
+        &record,
+    );
+    let location = format!("/api/v1/{}/{}", kind.table(), record.id);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    if out.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// `PATCH /api/v1/{kind}/{id}` with `If-Match`: sets the fields given.
+pub async fn update(
+    kind: RecordKind,
+    state: AppState,
+    caller: Caller,
+    id: String,
+    headers: HeaderMap,
+    JsonObject(mut body): JsonObject,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let version = if_match(&headers)?;
+    if version.is_none() && !headers.contains_key(header::IF_MATCH) {
+        return Err(ApiError::VersionRequired);
+    }
+    let ctx = caller.context(&state, &mut body).await?;
+    if kind == RecordKind::User && body.contains_key("password") {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "password",
+            "is changed at PUT /api/v1/users/{id}/password",
+        )]));
+    }
+    let command = Command::Update {
+        kind,
+        id,
+        fields: body,
+        expected_version: version,
+    };
+    let out = submit(&state, &caller, ctx, kind, Some(id), command).await?;
+    let record = match out.record {
+        Some(r) => r,
+        None => load(&state, kind, id).await?,
+    };
+    Ok(with_etag(StatusCode::OK, kind, &record))
+}
+
+/// `DELETE /api/v1/{kind}/{id}`: a soft delete (restorable); `If-Match` optional.
+pub async fn delete(
+    kind: RecordKind,
+    state: AppState,
+    caller: Caller,
+    id: String,
+    headers: HeaderMap,
+    JsonObject(mut body): JsonObject,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let version = if_match(&headers)?;
+    let ctx = caller.context(&state, &mut body).await?;
+    no_fields(&body)?;
+    let command = Command::Delete {
+        kind,
+        id,
+        expected_version: version,
+    };
+    let out = submit(&state, &caller, ctx, kind, Some(id), command).await?;
+    let record = match out.record {
+        Some(r) => r,
+        None => load(&state, kind, id).await?,
+    };
+    Ok(with_etag(StatusCode::OK, kind, &record))
+}
+
+fn no_fields(body: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    match body.keys().next() {
+        Some(k) => Err(ApiError::Validation(vec![FieldError::new(
+            k.clone(),
+            "is not accepted here (only reason and authorize)",
+        )])),
+        None => Ok(()),
+    }
+}
+
+/// `POST /api/v1/{kind}/{id}/{restore|post|unlock|void}`.
+pub async fn act(
+    kind: RecordKind,
+    action: &'static str,
+    state: AppState,
+    caller: Caller,
+    id: String,
+    JsonObject(mut body): JsonObject,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let ctx = caller.context(&state, &mut body).await?;
+    no_fields(&body)?;
+    let command = match action {
+        "restore" => Command::Restore { kind, id },
+        "post" => Command::Post { kind, id },
+        "unlock" => Command::Unlock { kind, id },
+        _ => Command::VoidPayment { id },
+    };
+    let out = submit(&state, &caller, ctx, kind, Some(id), command).await?;
+    let record = match out.record {
+        Some(r) => r,
+        None => load(&state, kind, id).await?,
+    };
+    Ok(with_etag(StatusCode::OK, kind, &record))
+}
+
+#[derive(serde::Deserialize)]
+pub struct PageParams {
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/v1/{kind}/{id}/history`: entries, status notes and notes revisions, newest
+/// first.
+pub async fn history(
+    kind: RecordKind,
+    state: AppState,
+    caller: Caller,
+    id: String,
+    page: PageParams,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    caller
+        .require_kind(&state, kind, Level::View, Some(id))
+        .await?;
+    load(&state, kind, id).await?;
+    if let Some(c) = &page.cursor
+        && c.split('.').count() != 3
+    {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "cursor",
+            "is not one this API returned",
+        )]));
+    }
+    let timeline = crate::audit::history::timeline(
+        state.ledger.db(),
+        kind,
+        id,
+        page.cursor.as_deref(),
+        page.limit.unwrap_or(DEFAULT_PAGE),
+    )
+    .await?;
+    Ok(Json(json!(timeline)))
+}
+
+/// `GET /api/v1/{kind}/{id}/as-of?at=INSTANT`: the record as the log says it was then.
+pub async fn as_of(
+    kind: RecordKind,
+    state: AppState,
+    caller: Caller,
+    id: String,
+    at: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    caller
+        .require_kind(&state, kind, Level::View, Some(id))
+        .await?;
+    let at: jiff::Timestamp = at.unwrap_or_default().parse().map_err(|_| {
+        ApiError::Validation(vec![FieldError::new(
+            "at",
+            "must be an instant like 2018-10-18T15:00:00Z",
+        )])
+    })?;
+    let state = crate::audit::history::as_of(state.ledger.db(), kind, id, at)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(json!(state)))
+}
+
+/// `GET /api/v1/{kind}/{id}/notes`: the latest revision.
+pub async fn notes(
+    kind: RecordKind,
+    state: AppState,
+    caller: Caller,
+    id: String,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    caller
+        .require_kind(&state, kind, Level::View, Some(id))
+        .await?;
+    load(&state, kind, id).await?;
+    let latest = store::notes::latest(state.ledger.db(), kind, id).await?;
+    Ok(Json(match latest {
+        Some(r) => json!({"revision": r.revision, "text": r.text, "author": r.author,
+                          "ts": super::instant(r.ts)}),
+        None => json!({"revision": 0, "text": ""}),
+    }))
+}
+
+/// `PUT /api/v1/{kind}/{id}/notes` `{text, base_revision}`: a new revision; 409 with the
+/// colleague's text if someone saved since `base_revision`.
+pub async fn save_notes(
+    kind: RecordKind,
+    state: AppState,
+    caller: Caller,
+    id: String,
+    JsonObject(mut body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let ctx = caller.context(&state, &mut body).await?;
+    let text = match body.remove("text") {
+        Some(Value::String(t)) => Ok(t),
+        _ => Err(FieldError::new("text", "is required (text)")),
+    };
+    let base = match body.remove("base_revision") {
+        Some(v) => v
+            .as_i64()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| FieldError::new("base_revision", "must be a revision number")),
+        None => Err(FieldError::new("base_revision", "is required")),
+    };
+    let (text, base_revision) = match (text, base) {
+        (Ok(t), Ok(b)) => (t, b),
+        (t, b) => {
+            return Err(ApiError::Validation(
+                [t.err(), b.err()].into_iter().flatten().collect(),
+            ));
+        }
+    };
+    no_fields(&body)?;
+    let command = Command::SaveNotes {
+        kind,
+        id,
+        text,
+        base_revision,
+    };
+    let out = submit(&state, &caller, ctx, kind, Some(id), command).await?;
+    let latest = store::notes::latest(state.ledger.db(), kind, id).await?;
+    Ok(Json(json!({
+        "revision": out.notes_revision.or(latest.as_ref().map(|r| r.revision)).unwrap_or(0),
+        "text": latest.map(|r| r.text).unwrap_or_default(),
+        "changed": out.changed,
+    })))
+}
+
+/// `GET /api/v1/{kind}/{id}/status-notes`.
+pub async fn status_notes(
+    kind: RecordKind,
+    state: AppState,
+    caller: Caller,
+    id: String,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    caller
+        .require_kind(&state, kind, Level::View, Some(id))
+        .await?;
+    load(&state, kind, id).await?;
+    let notes =
+        store::notes::status_notes(state.ledger.db(), kind, id, None, crate::audit::MAX_PAGE)
+            .await?;
+    Ok(Json(json!({"status_notes": notes})))
+}
+
+/// Fields a caller may send on create, for the API document.
+pub fn writable(
+    kind: RecordKind,
+    creating: bool,
+) -> impl Iterator<Item = &'static crate::domain::field::Field> {
+    kind.fields().iter().filter(move |f| match f.access {
+        Access::Editable => true,
+        Access::CreateOnly => creating,
+        Access::System => false,
+    })
+}
+
+/// Wires one record kind's routes.
+pub fn routes(router: axum::Router<AppState>, kind: RecordKind) -> axum::Router<AppState> {
+    use axum::routing::{get as g, post as p};
+    let base = format!("/api/v1/{}", kind.table());
+    let one = format!("{base}/{{id}}");
+    let mut router = router
+        .route(
+            &base,
+            g(
+                move |State(s): State<AppState>,
+                      c: Caller,
+                      Query(q): Query<HashMap<String, String>>| {
+                    list(kind, s, c, q)
+                },
+            )
+            .post(
+                move |State(s): State<AppState>, c: Caller, h: HeaderMap, b: JsonObject| {
+                    create(kind, s, c, h, b)
+                },
+            ),
+        )
+        .route(
+            &one,
+            g(
+                move |State(s): State<AppState>, c: Caller, Path(id): Path<String>| {
+                    get(kind, s, c, id)
+                },
+            )
+            .patch(
+                move |State(s): State<AppState>,
+                      c: Caller,
+                      Path(id): Path<String>,
+                      h: HeaderMap,
+                      b: JsonObject| update(kind, s, c, id, h, b),
+            )
+            .delete(
+                move |State(s): State<AppState>,
+                      c: Caller,
+                      Path(id): Path<String>,
+                      h: HeaderMap,
+                      b: JsonObject| delete(kind, s, c, id, h, b),
+            ),
+        )
+        .route(
+            &format!("{one}/restore"),
+            p(
+                move |State(s): State<AppState>,
+                      c: Caller,
+                      Path(id): Path<String>,
+                      b: JsonObject| { act(kind, "restore", s, c, id, b) },
+            ),
+        )
+        .route(
+            &format!("{one}/history"),
+            g(
+                move |State(s): State<AppState>,
+                      c: Caller,
+                      Path(id): Path<String>,
+                      Query(q): Query<PageParams>| { history(kind, s, c, id, q) },
+            ),
+        )
+        .route(
+            &format!("{one}/as-of"),
+            g(
+                move |State(s): State<AppState>,
+                      c: Caller,
+                      Path(id): Path<String>,
+                      Query(q): Query<HashMap<String, String>>| {
+                    as_of(kind, s, c, id, q.get("at").cloned())
+                },
+            ),
+        )
+        .route(
+            &format!("{one}/notes"),
+            g(
+                move |State(s): State<AppState>, c: Caller, Path(id): Path<String>| {
+                    notes(kind, s, c, id)
+                },
+            )
+            .put(
+                move |State(s): State<AppState>,
+                      c: Caller,
+                      Path(id): Path<String>,
+                      b: JsonObject| { save_notes(kind, s, c, id, b) },
+            ),
+        )
+        .route(
+            &format!("{one}/status-notes"),
+            g(
+                move |State(s): State<AppState>, c: Caller, Path(id): Path<String>| {
+                    status_notes(kind, s, c, id)
+                },
+            ),
+        );
+    if kind.postable() {
+        for action in ["post", "unlock"] {
+            router = router.route(
+                &format!("{one}/{action}"),
+                p(
+                    move |State(s): State<AppState>,
+                          c: Caller,
+                          Path(id): Path<String>,
+                          b: JsonObject| { act(kind, action, s, c, id, b) },
+                ),
+            );
+        }
+    }
+    if kind == RecordKind::Payment {
+        router = router.route(
+            &format!("{one}/void"),
+            p(
+                move |State(s): State<AppState>,
+                      c: Caller,
+                      Path(id): Path<String>,
+                      b: JsonObject| { act(kind, "void", s, c, id, b) },
+            ),
+        );
+    }
+    router
+}
