@@ -311,6 +311,16 @@ async fn first_serve_creates_the_studio(postgres: bool) {
             .next()
             .unwrap()
             .to_owned();
+        // A client that never finishes its headers is cut off.
+        let started = std::time::Instant::now();
+        let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+        slow.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        write!(slow, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
+        let mut rest = Vec::new();
+        let _ = slow.read_to_end(&mut rest);
+        let waited = started.elapsed().as_secs();
+        assert!((9..20).contains(&waited), "cut off after {waited} s");
         // Oversized headers are refused before any handler runs.
         let huge = format!("X-Padding: {}\r\n", "a".repeat(1024 * 1024));
         let (too_big, _, _) = http(&addr, "GET", "/healthz", &huge, None);
