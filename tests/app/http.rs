@@ -33,6 +33,8 @@ pub struct Api {
     token: Option<String>,
     /// The address requests come from (the lockout counts per address).
     ip: [u8; 4],
+    /// Headers sent with every request.
+    extra: Vec<(String, String)>,
 }
 
 impl Api {
@@ -43,7 +45,14 @@ impl Api {
             csrf: None,
             token: None,
             ip: [127, 0, 0, 1],
+            extra: Vec::new(),
         }
+    }
+
+    pub fn with_header(&self, name: &str, value: &str) -> Self {
+        let mut out = self.clone();
+        out.extra.push((name.to_owned(), value.to_owned()));
+        out
     }
 
     pub fn at_ip(&self, ip: [u8; 4]) -> Self {
@@ -77,6 +86,9 @@ impl Api {
         }
         if let Some(t) = &self.token {
             b = b.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in &self.extra {
+            b = b.header(k, v);
         }
         b
     }

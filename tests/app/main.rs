@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod access;
 mod audit_queries;
 mod checkpoints;
 mod cli;
