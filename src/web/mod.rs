@@ -179,6 +179,9 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
             None,
         ),
     };
+    if response.status().is_client_error() && !is_problem(&response) {
+        response = as_problem(response).await;
+    }
     let status = response.status().as_u16();
     let took = started.elapsed();
     tracing::info!(request_id = %id, %method, %route, status, ms = took.as_secs_f64() * 1e3, "request");
@@ -187,6 +190,29 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     }
     state.metrics.record(&method, &route, status, took);
     response
+}
+
+fn is_problem(response: &Response) -> bool {
+    response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"))
+}
+
+/// axum's own refusals (a query string that does not parse, a body over the limit) are
+/// plain text; every error of this API is problem+json.
+async fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let (kind, detail) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "The request body is over 1 MB."),
+        StatusCode::NOT_FOUND => ("not-found", "There is no such path in this API."),
+        _ => ("bad-request", text.as_str()),
+    };
+    error::problem(status, kind, detail, json!({}), None)
 }
 
 fn new_request_id() -> String {

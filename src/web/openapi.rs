@@ -115,9 +115,14 @@ fn field_schema(f: &Field) -> Value {
             "required": ["item", "qty", "unit_cents"],
             "properties": {"item": {"type": "string"}, "qty": {"type": "integer"},
                            "unit_cents": {"type": "integer"}}}}),
-        FieldType::Grants => json!({"type": "object",
-            "propertyNames": {"enum": Feature::ALL.map(Feature::as_str)},
-            "additionalProperties": {"enum": Level::ALL.map(Level::as_str)}}),
+        FieldType::Grants => {
+            let levels = json!({"enum": Level::ALL.map(Level::as_str)});
+            let props: Map<String, Value> = Feature::ALL
+                .iter()
+                .map(|f| (f.as_str().to_owned(), levels.clone()))
+                .collect();
+            json!({"type": "object", "properties": props, "additionalProperties": false})
+        }
     };
     if (!f.required || f.ty == FieldType::Bool)
         && let Some(t) = s.get("type").cloned()
@@ -221,7 +226,12 @@ fn with_params(mut op: Value, params: Vec<Value>) -> Value {
 }
 
 fn path_param(name: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+    let schema = match name {
+        "id" => json!({"type": "integer", "minimum": 1}),
+        "index" => json!({"type": "integer", "minimum": 0}),
+        _ => json!({"type": "string"}),
+    };
+    json!({"name": name, "in": "path", "required": true, "schema": schema})
 }
 
 fn query_param(name: &str, schema: Value) -> Value {
@@ -234,7 +244,8 @@ fn header_param(name: &str, required: bool) -> Value {
 
 /// Errors every authenticated route may give.
 const AUTHED: [u16; 4] = [400, 401, 403, 404];
-const CHANGE: [u16; 9] = [400, 401, 403, 404, 409, 412, 413, 422, 428];
+/// A change may carry a manager's credentials, which the lockout counts (429).
+const CHANGE: [u16; 10] = [400, 401, 403, 404, 409, 412, 413, 422, 428, 429];
 
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -274,7 +285,7 @@ pub fn document() -> Value {
                 &format!("Create a {}", kind.title().to_lowercase()),
                 201,
                 record.clone(),
-                &[400, 401, 403, 409, 413, 422],
+                &[400, 401, 403, 409, 413, 422, 429],
             ),
             input_schema(kind, true),
         );
@@ -368,6 +379,10 @@ pub fn document() -> Value {
             &[400, 401, 403, 404, 409, 413, 422, 429]
         };
         let mut operation = op(summary, ok, obj.clone(), errors);
+        if path == "/metrics" {
+            operation["responses"]["200"] = json!({"description": "Prometheus text format",
+                "content": {"text/plain": {"schema": {"type": "string"}}}});
+        }
         if method != "get" && method != "delete" {
             operation = with_body(operation, obj.clone());
         }

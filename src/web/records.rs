@@ -427,42 +427,48 @@ pub async fn act(
     Ok(with_etag(StatusCode::OK, kind, &record))
 }
 
-#[derive(serde::Deserialize)]
-pub struct PageParams {
-    pub cursor: Option<String>,
-    pub limit: Option<i64>,
-}
-
 /// `GET /api/v1/{kind}/{id}/history`: entries, status notes and notes revisions, newest
-/// first.
+/// first; `limit` (1 to 1000) and `cursor` page.
 pub async fn history(
     kind: RecordKind,
     state: AppState,
     caller: Caller,
     id: String,
-    page: PageParams,
+    params: HashMap<String, String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     caller
         .require_kind(&state, kind, Level::View, Some(id))
         .await?;
-    load(&state, kind, id).await?;
-    if let Some(c) = &page.cursor
-        && c.split('.').count() != 3
-    {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "cursor",
-            "is not one this API returned",
-        )]));
+    let mut errors = Vec::new();
+    let mut limit = DEFAULT_PAGE;
+    let mut cursor = None;
+    for (name, value) in &params {
+        match name.as_str() {
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if (1..=crate::audit::MAX_PAGE).contains(&n) => limit = n,
+                _ => errors.push(FieldError::new("limit", "must be 1 to 1000")),
+            },
+            "cursor"
+                if value.split('.').count() == 3
+                    && value.split('.').all(|p| p.parse::<i64>().is_ok()) =>
+            {
+                cursor = Some(value.clone());
+            }
+            "cursor" => errors.push(FieldError::new("cursor", "is not one this API returned")),
+            _ => errors.push(FieldError::new(
+                name.clone(),
+                "is not a parameter of history",
+            )),
+        }
     }
-    let timeline = crate::audit::history::timeline(
-        state.ledger.db(),
-        kind,
-        id,
-        page.cursor.as_deref(),
-        page.limit.unwrap_or(DEFAULT_PAGE),
-    )
-    .await?;
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    load(&state, kind, id).await?;
+    let timeline =
+        crate::audit::history::timeline(state.ledger.db(), kind, id, cursor.as_deref(), limit)
+            .await?;
     Ok(Json(json!(timeline)))
 }
 
@@ -644,7 +650,9 @@ pub fn routes(router: axum::Router<AppState>, kind: RecordKind) -> axum::Router<
                 move |State(s): State<AppState>,
                       c: Caller,
                       Path(id): Path<String>,
-                      Query(q): Query<PageParams>| { history(kind, s, c, id, q) },
+                      Query(q): Query<HashMap<String, String>>| {
+                    history(kind, s, c, id, q)
+                },
             ),
         )
         .route(
