@@ -218,7 +218,7 @@ pub struct FilterArgs {
     #[arg(long)]
     category: Option<String>,
     /// create, update, delete, restore, post, unlock, void, notes, communication,
-    /// checkpoint, start, stop, install or preference.
+    /// checkpoint, start, stop, install, preference, alarm or clock_backwards.
     #[arg(long)]
     action: Option<String>,
     /// A record type (client) or one record (client:12).

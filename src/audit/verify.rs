@@ -191,6 +191,9 @@ pub async fn verify(
                         ));
                     }
                     last_ts = entry.ts;
+                    if entry.act == Action::ClockBackwards {
+                        warnings.push(clock_warning(&entry));
+                    }
                 }
             }
             for (level, index, hash) in frontier.push(leaf) {
@@ -312,6 +315,26 @@ fn finish(
         findings,
         warnings,
     }
+}
+
+/// What a `clock_backwards` entry says, as a warning: the log is fine, but the times of
+/// the entries after it are the log's, not the clock's, until the clock caught up.
+fn clock_warning(entry: &Entry) -> String {
+    let said = |f: fn(&crate::domain::diff::Change) -> &serde_json::Value| {
+        entry
+            .diff
+            .first()
+            .and_then(|c| f(c).as_str())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    format!(
+        "CLOCK: at entry {} the clock read {}, behind the log's {}; entries written until it \
+         caught up carry the log's time",
+        entry.i,
+        said(|c| &c.new),
+        said(|c| &c.old)
+    )
 }
 
 /// The first indexed column that does not say what the bytes say.

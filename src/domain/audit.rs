@@ -109,10 +109,13 @@ pub enum Action {
     Stop,
     /// The writer found the log changed behind its back and will not sign it.
     Alarm,
+    /// The wall clock read earlier than the log's last entry; entries carry the log's
+    /// time until it catches up.
+    ClockBackwards,
 }
 
 impl Action {
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::Create,
         Self::Update,
         Self::Delete,
@@ -128,6 +131,7 @@ impl Action {
         Self::Start,
         Self::Stop,
         Self::Alarm,
+        Self::ClockBackwards,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -146,6 +150,7 @@ impl Action {
             Self::Start => "start",
             Self::Stop => "stop",
             Self::Alarm => "alarm",
+            Self::ClockBackwards => "clock_backwards",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

@@ -7,6 +7,7 @@ mod helpers;
 mod audit_queries;
 mod checkpoints;
 mod cli;
+mod clock;
 mod concurrency;
 mod crash;
 mod history;
