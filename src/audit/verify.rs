@@ -41,6 +41,11 @@ pub struct Finding {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub entries: i64,
+    /// Where recomputing began: 0, or the size of the trusted checkpoint given as
+    /// `--from`, whose tree was taken as verified.
+    pub from: i64,
+    /// The entries recomputed from their bytes this run.
+    pub recomputed: i64,
     /// The root recomputed from the bytes, hex.
     pub root: String,
     /// The first damage found and every other one after it.
@@ -80,12 +85,38 @@ pub struct Anchors {
     pub warnings: Vec<String>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(
+        "no trusted checkpoint has {0} entries: --from takes the size of one (from --checkpoints, \
+         or stored in the database and signed by --key)"
+    )]
+    NoCheckpoint(u64),
+}
+
+/// Verifies the whole log.
 pub async fn verify(
     db: &Db,
     anchors: Anchors,
     now: jiff::Timestamp,
     progress: impl Fn(u64, u64),
-) -> Result<Report, store::Error> {
+) -> Result<Report, VerifyError> {
+    verify_from(db, anchors, None, now, progress).await
+}
+
+/// Verifies the log, or with `from = Some(n)` only what follows the trusted checkpoint of
+/// `n` entries: the stored tree must still have that checkpoint's root at `n` (so the
+/// head's tree extends it), and only entries `n..` are recomputed from their bytes.
+/// Trusted checkpoints smaller than `n` are taken as checked by the run that trusted `n`.
+pub async fn verify_from(
+    db: &Db,
+    anchors: Anchors,
+    from: Option<u64>,
+    now: jiff::Timestamp,
+    progress: impl Fn(u64, u64),
+) -> Result<Report, VerifyError> {
     let (head_size, head_root) = audit_log::head(db).await?;
     let mut findings = Vec::new();
     let mut warnings = anchors.warnings;
@@ -110,6 +141,24 @@ pub async fn verify(
     let mut expected: i64 = 0;
     let mut origin: Option<String> = None;
     let mut last_ts = i64::MIN;
+    let start = from.unwrap_or(0);
+    if start > 0 {
+        let (_, trusted_start) = trusted
+            .iter()
+            .find(|(_, c)| c.size == start)
+            .ok_or(VerifyError::NoCheckpoint(start))?;
+        match resume(db, trusted_start, head_size).await? {
+            Ok(resumed) => frontier = resumed,
+            Err(finding) => {
+                findings.push(finding);
+                return Ok(finish(findings, warnings, head_size, 0, &frontier));
+            }
+        }
+        roots_at.insert(start, trusted_start.root);
+        origin = Some(trusted_start.origin.clone());
+        expected = i64::try_from(start).unwrap_or(i64::MAX);
+    }
+    let from_idx = expected;
     let mut find = |damage, index: Option<i64>, detail: String| {
         findings.push(Finding {
             damage,
@@ -137,7 +186,7 @@ pub async fn verify(
                     Some(expected),
                     format!("entries {expected} to {} are missing", row.idx - 1),
                 );
-                return Ok(finish(findings, warnings, expected, &frontier));
+                return Ok(finish(findings, warnings, expected, from_idx, &frontier));
             }
             let leaf = leaf_hash(&row.bytes);
             if row.leaf_hash != leaf {
@@ -257,6 +306,9 @@ pub async fn verify(
             warnings.push(format!("{source} is for another log ({:?})", c.origin));
             continue;
         }
+        if c.size < start {
+            continue;
+        }
         if c.size > stored {
             find(
                 Damage::Truncated,
@@ -300,21 +352,71 @@ pub async fn verify(
             warnings.push(format!("the guard trigger {guard}* is missing or disabled"));
         }
     }
-    Ok(finish(findings, warnings, expected, &frontier))
+    Ok(finish(findings, warnings, expected, from_idx, &frontier))
 }
 
 fn finish(
     findings: Vec<Finding>,
     warnings: Vec<String>,
     entries: i64,
+    from: i64,
     frontier: &Frontier,
 ) -> Report {
     Report {
         entries,
+        from,
+        recomputed: (entries - from).max(0),
         root: frontier.root().iter().map(|b| format!("{b:02x}")).collect(),
         findings,
         warnings,
     }
+}
+
+/// The tree's right edge at the trusted checkpoint's size, from the stored nodes, if it
+/// still has the checkpoint's root there; otherwise what is wrong. Continuing from that
+/// edge with the later leaves recomputed, and arriving at the head's root, proves the
+/// head's tree extends the checkpoint's: the consistency an incremental run relies on.
+async fn resume(
+    db: &Db,
+    checkpoint: &Checkpoint,
+    head_size: i64,
+) -> Result<Result<Frontier, Finding>, store::Error> {
+    let size = checkpoint.size;
+    let last = i64::try_from(size).unwrap_or(i64::MAX) - 1;
+    if i64::try_from(size).unwrap_or(i64::MAX) > head_size {
+        return Ok(Err(Finding {
+            damage: Damage::Truncated,
+            index: Some(head_size),
+            detail: format!(
+                "the trusted checkpoint vouches for {size} entries; the head has {head_size}"
+            ),
+        }));
+    }
+    let ids = Frontier::node_ids(size);
+    let stored: BTreeMap<(u8, u64), Hash> = audit_log::nodes(db, &ids)
+        .await?
+        .into_iter()
+        .map(|(l, i, h)| ((l, i), h))
+        .collect();
+    if ids.iter().any(|id| !stored.contains_key(id)) {
+        return Ok(Err(Finding {
+            damage: Damage::Missing,
+            index: Some(last),
+            detail: format!("tree nodes under the first {size} entries are missing"),
+        }));
+    }
+    let frontier = Frontier::from_nodes(size, |l, i| stored[&(l, i)]);
+    if frontier.root() != checkpoint.root {
+        return Ok(Err(Finding {
+            damage: Damage::Rewritten,
+            index: Some(last),
+            detail: format!(
+                "the stored tree no longer has the root the trusted checkpoint of {size} \
+                 entries vouches for"
+            ),
+        }));
+    }
+    Ok(Ok(frontier))
 }
 
 /// What a `clock_backwards` entry says, as a warning: the log is fine, but the times of

@@ -12,6 +12,7 @@ mod concurrency;
 mod crash;
 mod history;
 mod http;
+mod incremental;
 mod ledger_records;
 mod ledger_rules;
 mod notes;
