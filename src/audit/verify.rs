@@ -29,6 +29,9 @@ pub enum Damage {
     Truncated,
     /// The tree or head was recomputed to hide a change.
     Rewritten,
+    /// The key signed two logs that cannot both be true: two trusted checkpoints with no
+    /// consistency between them (equivocation, or a stolen key used to re-sign a rewrite).
+    SplitView,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -301,11 +304,22 @@ pub async fn verify_from(
     }
     let stored = u64::try_from(expected).unwrap_or(0);
     let mut origin_seen = origin.clone();
-    for (source, c) in &trusted {
-        if origin_seen.get_or_insert_with(|| c.origin.clone()) != &c.origin {
+    trusted.retain(|(source, c)| {
+        let ours = origin_seen.get_or_insert_with(|| c.origin.clone()) == &c.origin;
+        if !ours {
             warnings.push(format!("{source} is for another log ({:?})", c.origin));
-            continue;
         }
+        ours
+    });
+    findings.extend(split_views(&trusted, &roots_at));
+    let mut find = |damage, index: Option<i64>, detail: String| {
+        findings.push(Finding {
+            damage,
+            index,
+            detail,
+        });
+    };
+    for (source, c) in &trusted {
         if c.size < start {
             continue;
         }
@@ -417,6 +431,54 @@ async fn resume(
         }));
     }
     Ok(Ok(frontier))
+}
+
+/// Pairs of trusted checkpoints that cannot both be true. Two roots for one size; or a
+/// checkpoint that is not a prefix of a larger one the log matches (the log, recomputed
+/// from its bytes, is then the consistency proof: its prefix of that size has another
+/// root). A larger checkpoint the log does not match is REWRITTEN or TRUNCATED instead:
+/// without its tree nothing shows whether the smaller one is its prefix.
+fn split_views(trusted: &[(String, Checkpoint)], roots_at: &BTreeMap<u64, Hash>) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut by_size: BTreeMap<u64, (&str, &Hash)> = BTreeMap::new();
+    for (source, c) in trusted {
+        match by_size.get(&c.size) {
+            Some((first, root)) if **root != c.root => findings.push(Finding {
+                damage: Damage::SplitView,
+                index: None,
+                detail: format!(
+                    "{first} and {source} both vouch for {} entries, with different roots: \
+                     the key signed two different logs",
+                    c.size
+                ),
+            }),
+            Some(_) => {}
+            None => {
+                by_size.insert(c.size, (source, &c.root));
+            }
+        }
+    }
+    let anchor = by_size
+        .iter()
+        .rev()
+        .find(|(size, (_, root))| roots_at.get(size) == Some(root));
+    let Some((&anchor_size, (anchor_source, _))) = anchor else {
+        return findings;
+    };
+    for (size, (source, root)) in by_size.range(..anchor_size) {
+        if roots_at.get(size).is_some_and(|r| r != *root) {
+            findings.push(Finding {
+                damage: Damage::SplitView,
+                index: Some(i64::try_from(*size).unwrap_or(i64::MAX) - 1),
+                detail: format!(
+                    "{source} ({size} entries) is not a prefix of {anchor_source} \
+                     ({anchor_size} entries), which this log matches: the key signed two \
+                     different logs"
+                ),
+            });
+        }
+    }
+    findings
 }
 
 /// What a `clock_backwards` entry says, as a warning: the log is fine, but the times of

@@ -18,5 +18,6 @@ mod ledger_rules;
 mod notes;
 mod reasons;
 mod replay;
+mod split_view;
 mod status_notes;
 mod tamper;
