@@ -171,6 +171,10 @@ pub enum AuditCmd {
         /// A directory (or file) of trusted checkpoints; default: the checkpoint directory.
         #[arg(long)]
         checkpoints: Option<PathBuf>,
+        /// Verify incrementally: trust the checkpoint of N entries (one of the trusted
+        /// ones), check that the log still extends it, and recompute only entries N on.
+        #[arg(long, value_name = "N")]
+        from: Option<u64>,
     },
     /// Export entries (same filters as list) as JSON Lines or CSV, newest first.
     Export {
@@ -218,7 +222,7 @@ pub struct FilterArgs {
     #[arg(long)]
     category: Option<String>,
     /// create, update, delete, restore, post, unlock, void, notes, communication,
-    /// checkpoint, start, stop, install or preference.
+    /// checkpoint, start, stop, install, preference, alarm or clock_backwards.
     #[arg(long)]
     action: Option<String>,
     /// A record type (client) or one record (client:12).
@@ -384,6 +388,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 json,
                 key,
                 checkpoints,
+                from,
             }),
             _,
         ) => {
@@ -397,7 +402,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .then(|| cli.checkpoint_dir.clone())
             });
             let anchors = anchors(key.as_deref(), checkpoints.as_deref())?;
-            audit_verify(&db, anchors, json).await
+            audit_verify(&db, anchors, from, json).await
         }
         (
             Cmd::Audit(AuditCmd::List {
@@ -795,6 +800,7 @@ async fn run_demo(ledger: &Ledger, plan: demo::Plan) -> anyhow::Result<ExitCode>
 async fn audit_verify(
     db: &Db,
     anchors: audit::verify::Anchors,
+    from: Option<u64>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let bar = indicatif::ProgressBar::new(0);
@@ -802,7 +808,7 @@ async fn audit_verify(
         indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} entries")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let report = audit::verify::verify(db, anchors, clock::now(), |done, total| {
+    let report = audit::verify::verify_from(db, anchors, from, clock::now(), |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })
@@ -812,6 +818,13 @@ async fn audit_verify(
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{} entries, root {}", report.entries, report.root);
+        if report.from > 0 {
+            println!(
+                "Incremental: the log extends the trusted checkpoint of {} entries; \
+                 recomputed {} entries from there.",
+                report.from, report.recomputed
+            );
+        }
         match report.findings.first() {
             None => println!("OK: every entry, tree node and the head match the stored bytes."),
             Some(first) => {

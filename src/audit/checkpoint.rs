@@ -310,9 +310,37 @@ pub fn read_signer(path: &Path) -> std::io::Result<Signer> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Byte edits for mutation tests: (where, byte, how), how being replace, insert,
+    /// delete or cut. Mutating valid input reaches the checks deep inside a parser,
+    /// which random bytes almost never get past the first line of.
+    pub(crate) fn edits() -> impl Strategy<Value = Vec<(usize, u8, u8)>> {
+        proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..4), 1..4)
+    }
+
+    pub(crate) fn mutate(valid: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+        let mut bytes = valid.to_vec();
+        for &(at, byte, how) in edits {
+            let i = at % (bytes.len() + 1);
+            match how {
+                0 if i < bytes.len() => bytes[i] = byte,
+                1 => bytes.insert(i, byte),
+                2 if i < bytes.len() => {
+                    bytes.remove(i);
+                }
+                _ => bytes.truncate(i),
+            }
+        }
+        bytes
+    }
+
+    fn test_signer() -> Signer {
+        Signer::from_skey("PRIVATE+KEY+log+00000000+AQcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH")
+            .unwrap()
+    }
 
     fn checkpoint() -> Checkpoint {
         Checkpoint {
@@ -352,10 +380,29 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(100_000))]
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let v = Signer::from_skey("PRIVATE+KEY+log+00000000+AQcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH").unwrap().verifier();
+            let v = test_signer().verifier();
             let _ = v.open(&bytes);
             let _ = Verifier::from_vkey(&String::from_utf8_lossy(&bytes));
             let _ = Signer::from_skey(&String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100_000))]
+        /// A signed note with a few bytes changed never panics the parser, and is only
+        /// accepted if what it says is still what was signed.
+        #[test]
+        fn mutated_notes_never_panic_or_pass_altered(edits in edits()) {
+            static SIGNED: std::sync::LazyLock<(Verifier, String)> = std::sync::LazyLock::new(|| {
+                let signer = test_signer();
+                (signer.verifier(), signer.sign(&checkpoint()))
+            });
+            let (verifier, note) = &*SIGNED;
+            if let Ok(c) = verifier.open(&mutate(note.as_bytes(), &edits)) {
+                prop_assert_eq!(c, checkpoint());
+            }
+            let vkey = verifier.to_vkey();
+            let _ = Verifier::from_vkey(&String::from_utf8_lossy(&mutate(vkey.as_bytes(), &edits)));
         }
     }
 }

@@ -156,7 +156,64 @@ pub fn check(bytes: &[u8], key: Option<&Verifier>) -> Result<Proven, ProofError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::checkpoint::{
+        Signer,
+        tests::{edits, mutate},
+    };
     use proptest::prelude::*;
+
+    const ENTRY: &str = r#"{"act":"install","actor":{"initials":"SPSA","kind":"system","name":"System"},"cat":"system","i":1,"log":"log","ts":1,"v":1}"#;
+
+    /// A valid bundle for entry 1 of a 3-entry log.
+    fn valid_bundle() -> Vec<u8> {
+        let signer = Signer::from_skey(
+            "PRIVATE+KEY+log+00000000+AQcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH",
+        )
+        .unwrap();
+        let leaves = [
+            leaf_hash(b"zero"),
+            leaf_hash(ENTRY.as_bytes()),
+            leaf_hash(b"two"),
+        ];
+        let mut frontier = merkle::Frontier::new();
+        let mut nodes = BTreeMap::new();
+        for leaf in leaves {
+            nodes.extend(frontier.push(leaf).into_iter().map(|(l, i, h)| ((l, i), h)));
+        }
+        let path = merkle::inclusion_proof(1, 3, |l, i| nodes[&(l, i)]).unwrap();
+        let checkpoint = Checkpoint {
+            origin: "log".into(),
+            size: 3,
+            root: frontier.root(),
+        };
+        let bundle = Bundle {
+            format: FORMAT.into(),
+            index: 1,
+            entry: ENTRY.into(),
+            tree_size: 3,
+            inclusion: path.iter().map(|h| B64.encode(h)).collect(),
+            checkpoint: signer.sign(&checkpoint),
+            public_key: signer.verifier().to_vkey(),
+        };
+        let bytes = serde_json::to_vec(&bundle).unwrap();
+        assert!(check(&bytes, None).is_ok());
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100_000))]
+        /// A valid bundle with a few bytes changed never panics the checker, and proves
+        /// nothing but the original entry at its index.
+        #[test]
+        fn mutated_bundles_never_panic_or_prove_another_entry(edits in edits()) {
+            static VALID: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(valid_bundle);
+            let bytes = mutate(&VALID, &edits);
+            if let Ok(p) = check(&bytes, None) {
+                prop_assert_eq!(p.entry.i, 1);
+                prop_assert_eq!(p.entry, Entry::from_bytes(ENTRY.as_bytes()).unwrap());
+            }
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(100_000))]

@@ -29,6 +29,9 @@ pub enum Damage {
     Truncated,
     /// The tree or head was recomputed to hide a change.
     Rewritten,
+    /// The key signed two logs that cannot both be true: two trusted checkpoints with no
+    /// consistency between them (equivocation, or a stolen key used to re-sign a rewrite).
+    SplitView,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -41,6 +44,11 @@ pub struct Finding {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub entries: i64,
+    /// Where recomputing began: 0, or the size of the trusted checkpoint given as
+    /// `--from`, whose tree was taken as verified.
+    pub from: i64,
+    /// The entries recomputed from their bytes this run.
+    pub recomputed: i64,
     /// The root recomputed from the bytes, hex.
     pub root: String,
     /// The first damage found and every other one after it.
@@ -80,12 +88,38 @@ pub struct Anchors {
     pub warnings: Vec<String>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(
+        "no trusted checkpoint has {0} entries: --from takes the size of one (from --checkpoints, \
+         or stored in the database and signed by --key)"
+    )]
+    NoCheckpoint(u64),
+}
+
+/// Verifies the whole log.
 pub async fn verify(
     db: &Db,
     anchors: Anchors,
     now: jiff::Timestamp,
     progress: impl Fn(u64, u64),
-) -> Result<Report, store::Error> {
+) -> Result<Report, VerifyError> {
+    verify_from(db, anchors, None, now, progress).await
+}
+
+/// Verifies the log, or with `from = Some(n)` only what follows the trusted checkpoint of
+/// `n` entries: the stored tree must still have that checkpoint's root at `n` (so the
+/// head's tree extends it), and only entries `n..` are recomputed from their bytes.
+/// Trusted checkpoints smaller than `n` are taken as checked by the run that trusted `n`.
+pub async fn verify_from(
+    db: &Db,
+    anchors: Anchors,
+    from: Option<u64>,
+    now: jiff::Timestamp,
+    progress: impl Fn(u64, u64),
+) -> Result<Report, VerifyError> {
     let (head_size, head_root) = audit_log::head(db).await?;
     let mut findings = Vec::new();
     let mut warnings = anchors.warnings;
@@ -110,6 +144,24 @@ pub async fn verify(
     let mut expected: i64 = 0;
     let mut origin: Option<String> = None;
     let mut last_ts = i64::MIN;
+    let start = from.unwrap_or(0);
+    if start > 0 {
+        let (_, trusted_start) = trusted
+            .iter()
+            .find(|(_, c)| c.size == start)
+            .ok_or(VerifyError::NoCheckpoint(start))?;
+        match resume(db, trusted_start, head_size).await? {
+            Ok(resumed) => frontier = resumed,
+            Err(finding) => {
+                findings.push(finding);
+                return Ok(finish(findings, warnings, head_size, 0, &frontier));
+            }
+        }
+        roots_at.insert(start, trusted_start.root);
+        origin = Some(trusted_start.origin.clone());
+        expected = i64::try_from(start).unwrap_or(i64::MAX);
+    }
+    let from_idx = expected;
     let mut find = |damage, index: Option<i64>, detail: String| {
         findings.push(Finding {
             damage,
@@ -137,7 +189,7 @@ pub async fn verify(
                     Some(expected),
                     format!("entries {expected} to {} are missing", row.idx - 1),
                 );
-                return Ok(finish(findings, warnings, expected, &frontier));
+                return Ok(finish(findings, warnings, expected, from_idx, &frontier));
             }
             let leaf = leaf_hash(&row.bytes);
             if row.leaf_hash != leaf {
@@ -191,6 +243,9 @@ pub async fn verify(
                         ));
                     }
                     last_ts = entry.ts;
+                    if entry.act == Action::ClockBackwards {
+                        warnings.push(clock_warning(&entry));
+                    }
                 }
             }
             for (level, index, hash) in frontier.push(leaf) {
@@ -249,9 +304,23 @@ pub async fn verify(
     }
     let stored = u64::try_from(expected).unwrap_or(0);
     let mut origin_seen = origin.clone();
-    for (source, c) in &trusted {
-        if origin_seen.get_or_insert_with(|| c.origin.clone()) != &c.origin {
+    trusted.retain(|(source, c)| {
+        let ours = origin_seen.get_or_insert_with(|| c.origin.clone()) == &c.origin;
+        if !ours {
             warnings.push(format!("{source} is for another log ({:?})", c.origin));
+        }
+        ours
+    });
+    findings.extend(split_views(&trusted, &roots_at));
+    let mut find = |damage, index: Option<i64>, detail: String| {
+        findings.push(Finding {
+            damage,
+            index,
+            detail,
+        });
+    };
+    for (source, c) in &trusted {
+        if c.size < start {
             continue;
         }
         if c.size > stored {
@@ -297,21 +366,139 @@ pub async fn verify(
             warnings.push(format!("the guard trigger {guard}* is missing or disabled"));
         }
     }
-    Ok(finish(findings, warnings, expected, &frontier))
+    Ok(finish(findings, warnings, expected, from_idx, &frontier))
 }
 
 fn finish(
     findings: Vec<Finding>,
     warnings: Vec<String>,
     entries: i64,
+    from: i64,
     frontier: &Frontier,
 ) -> Report {
     Report {
         entries,
+        from,
+        recomputed: (entries - from).max(0),
         root: frontier.root().iter().map(|b| format!("{b:02x}")).collect(),
         findings,
         warnings,
     }
+}
+
+/// The tree's right edge at the trusted checkpoint's size, from the stored nodes, if it
+/// still has the checkpoint's root there; otherwise what is wrong. Continuing from that
+/// edge with the later leaves recomputed, and arriving at the head's root, proves the
+/// head's tree extends the checkpoint's: the consistency an incremental run relies on.
+async fn resume(
+    db: &Db,
+    checkpoint: &Checkpoint,
+    head_size: i64,
+) -> Result<Result<Frontier, Finding>, store::Error> {
+    let size = checkpoint.size;
+    let last = i64::try_from(size).unwrap_or(i64::MAX) - 1;
+    if i64::try_from(size).unwrap_or(i64::MAX) > head_size {
+        return Ok(Err(Finding {
+            damage: Damage::Truncated,
+            index: Some(head_size),
+            detail: format!(
+                "the trusted checkpoint vouches for {size} entries; the head has {head_size}"
+            ),
+        }));
+    }
+    let ids = Frontier::node_ids(size);
+    let stored: BTreeMap<(u8, u64), Hash> = audit_log::nodes(db, &ids)
+        .await?
+        .into_iter()
+        .map(|(l, i, h)| ((l, i), h))
+        .collect();
+    if ids.iter().any(|id| !stored.contains_key(id)) {
+        return Ok(Err(Finding {
+            damage: Damage::Missing,
+            index: Some(last),
+            detail: format!("tree nodes under the first {size} entries are missing"),
+        }));
+    }
+    let frontier = Frontier::from_nodes(size, |l, i| stored[&(l, i)]);
+    if frontier.root() != checkpoint.root {
+        return Ok(Err(Finding {
+            damage: Damage::Rewritten,
+            index: Some(last),
+            detail: format!(
+                "the stored tree no longer has the root the trusted checkpoint of {size} \
+                 entries vouches for"
+            ),
+        }));
+    }
+    Ok(Ok(frontier))
+}
+
+/// Pairs of trusted checkpoints that cannot both be true. Two roots for one size; or a
+/// checkpoint that is not a prefix of a larger one the log matches (the log, recomputed
+/// from its bytes, is then the consistency proof: its prefix of that size has another
+/// root). A larger checkpoint the log does not match is REWRITTEN or TRUNCATED instead:
+/// without its tree nothing shows whether the smaller one is its prefix.
+fn split_views(trusted: &[(String, Checkpoint)], roots_at: &BTreeMap<u64, Hash>) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut by_size: BTreeMap<u64, (&str, &Hash)> = BTreeMap::new();
+    for (source, c) in trusted {
+        match by_size.get(&c.size) {
+            Some((first, root)) if **root != c.root => findings.push(Finding {
+                damage: Damage::SplitView,
+                index: None,
+                detail: format!(
+                    "{first} and {source} both vouch for {} entries, with different roots: \
+                     the key signed two different logs",
+                    c.size
+                ),
+            }),
+            Some(_) => {}
+            None => {
+                by_size.insert(c.size, (source, &c.root));
+            }
+        }
+    }
+    let anchor = by_size
+        .iter()
+        .rev()
+        .find(|(size, (_, root))| roots_at.get(size) == Some(root));
+    let Some((&anchor_size, (anchor_source, _))) = anchor else {
+        return findings;
+    };
+    for (size, (source, root)) in by_size.range(..anchor_size) {
+        if roots_at.get(size).is_some_and(|r| r != *root) {
+            findings.push(Finding {
+                damage: Damage::SplitView,
+                index: Some(i64::try_from(*size).unwrap_or(i64::MAX) - 1),
+                detail: format!(
+                    "{source} ({size} entries) is not a prefix of {anchor_source} \
+                     ({anchor_size} entries), which this log matches: the key signed two \
+                     different logs"
+                ),
+            });
+        }
+    }
+    findings
+}
+
+/// What a `clock_backwards` entry says, as a warning: the log is fine, but the times of
+/// the entries after it are the log's, not the clock's, until the clock caught up.
+fn clock_warning(entry: &Entry) -> String {
+    let said = |f: fn(&crate::domain::diff::Change) -> &serde_json::Value| {
+        entry
+            .diff
+            .first()
+            .and_then(|c| f(c).as_str())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    format!(
+        "CLOCK: at entry {} the clock read {}, behind the log's {}; entries written until it \
+         caught up carry the log's time",
+        entry.i,
+        said(|c| &c.new),
+        said(|c| &c.old)
+    )
 }
 
 /// The first indexed column that does not say what the bytes say.

@@ -123,10 +123,13 @@ pub enum Action {
     Denied,
     TokenCreate,
     TokenRevoke,
+    /// The wall clock read earlier than the log's last entry; entries carry the log's
+    /// time until it catches up.
+    ClockBackwards,
 }
 
 impl Action {
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 26] = [
         Self::Create,
         Self::Update,
         Self::Delete,
@@ -152,6 +155,7 @@ impl Action {
         Self::Denied,
         Self::TokenCreate,
         Self::TokenRevoke,
+        Self::ClockBackwards,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -180,6 +184,7 @@ impl Action {
             Self::Denied => "denied",
             Self::TokenCreate => "token_create",
             Self::TokenRevoke => "token_revoke",
+            Self::ClockBackwards => "clock_backwards",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

@@ -47,6 +47,8 @@ pub(super) struct State {
     pub rebuilt: bool,
     /// Set when the writer found the log changed behind its back: no more signing.
     pub alarm: Option<String>,
+    /// The time of the log's last entry (the epoch for an empty log).
+    pub last_ts: Timestamp,
 }
 
 impl State {
@@ -70,12 +72,17 @@ impl State {
                 stored.into_iter().map(|(l, i, h)| ((l, i), h)).collect();
             Frontier::from_nodes(size, |l, i| map[&(l, i)])
         };
+        let last_ts = audit_log::ts_for_write(tx, next_idx - 1)
+            .await?
+            .and_then(|ts| Timestamp::from_microsecond(ts).ok())
+            .unwrap_or(Timestamp::UNIX_EPOCH);
         Ok(Self {
             next_idx,
             prefs: preferences::all_for_write(tx).await?,
             frontier,
             rebuilt,
             alarm: None,
+            last_ts,
         })
     }
 
@@ -129,6 +136,47 @@ pub(super) async fn alarm(
     };
     run.log(Category::System, Action::Alarm, None, vec![change], None)
         .await
+}
+
+/// Logs that the wall clock reads `wall`, behind the log's time `log_time` (the time this
+/// entry and the next ones carry until the clock catches up).
+pub(super) async fn clock_backwards(
+    tx: &mut WriteTx,
+    state: &mut State,
+    wall: Timestamp,
+    log_time: Timestamp,
+) -> Result<Option<i64>, Error> {
+    let ctx = Context::system();
+    let (actor, grants) = resolve_actor(tx, &ctx.actor).await?;
+    let mut run = Run {
+        tx,
+        state,
+        ctx: &ctx,
+        now: log_time,
+        actor,
+        grants,
+        authoriser: None,
+        overridden: Vec::new(),
+        last_event: None,
+    };
+    // Entries keep microseconds; so does what this one says.
+    let shown = |t: Timestamp| {
+        Timestamp::from_microsecond(t.as_microsecond())
+            .map_or_else(|_| t.to_string(), |t| t.to_string())
+    };
+    let change = Change {
+        field: "clock".into(),
+        old: Value::from(shown(log_time)),
+        new: Value::from(shown(wall)),
+    };
+    run.log(
+        Category::System,
+        Action::ClockBackwards,
+        None,
+        vec![change],
+        None,
+    )
+    .await
 }
 
 /// Builds the tree of a log whose entries predate it, from their stored leaf hashes.

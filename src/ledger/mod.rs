@@ -15,6 +15,7 @@ pub use command::{ActorRef, Command, Context, Idempotency, NewSession, Outcome};
 pub use error::Error;
 
 use crate::audit::checkpoint::Signer;
+use crate::clock::Clock;
 use crate::domain::record::Fields;
 use crate::store::Db;
 
@@ -48,12 +49,7 @@ impl Ledger {
 
     /// Starts the writer with the log's signing key, so it can make checkpoints.
     pub async fn start_signing(db: Db, signer: Option<Signer>) -> Result<Self, Error> {
-        let (queue, jobs) = mpsc::channel(QUEUE);
-        let stats = std::sync::Arc::new(writer::Stats::default());
-        tokio::spawn(writer::run(db.clone(), jobs, signer, stats.clone()));
-        let ledger = Self { db, queue, stats };
-        ledger.submit(Context::system(), Command::Install).await?;
-        Ok(ledger)
+        Self::start_with_clock(db, signer, Clock::default()).await
     }
 
     pub fn db(&self) -> &Db {
@@ -131,5 +127,19 @@ impl Ledger {
             },
         )
         .await
+    }
+
+    /// Starts the writer with its own clock (tests move it to make time jump).
+    pub async fn start_with_clock(
+        db: Db,
+        signer: Option<Signer>,
+        clock: Clock,
+    ) -> Result<Self, Error> {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        let stats = std::sync::Arc::new(writer::Stats::default());
+        tokio::spawn(writer::run(db.clone(), jobs, signer, clock, stats.clone()));
+        let ledger = Self { db, queue, stats };
+        ledger.submit(Context::system(), Command::Install).await?;
+        Ok(ledger)
     }
 }

@@ -11,7 +11,7 @@ use crate::audit::checkpoint::Signer;
 use crate::domain::merkle::{Frontier, Hash};
 use crate::store::audit_log;
 use crate::{
-    clock,
+    clock::Clock,
     store::{Db, WriteTx},
 };
 
@@ -26,6 +26,8 @@ const MAX_BATCH: usize = 256;
 struct Watch {
     left: Option<(u64, Hash)>,
     alarm: Option<String>,
+    /// The clock was behind the log at the last batch (so that was already recorded).
+    clock_behind: bool,
 }
 
 /// What `/metrics` shows of the writer: committed batches and the commands in them.
@@ -35,10 +37,16 @@ pub(super) struct Stats {
     pub commands: std::sync::atomic::AtomicU64,
 }
 
+/// How far the clock may lag the log's last entry before that is recorded: servers
+/// sharing a PostgreSQL database have clocks a few milliseconds apart, and every entry
+/// one writes just after the other's would otherwise be an occurrence.
+const CLOCK_SLACK_MICROS: i64 = 1_000_000;
+
 pub(super) async fn run(
     db: Db,
     mut jobs: mpsc::Receiver<Job>,
     signer: Option<Signer>,
+    clock: Clock,
     stats: std::sync::Arc<Stats>,
 ) {
     let seal = Seal(());
@@ -51,6 +59,7 @@ pub(super) async fn run(
             &db,
             &seal,
             signer.as_ref(),
+            &clock,
             &mut last,
             &mut watch,
             std::mem::take(&mut batch),
@@ -80,6 +89,7 @@ async fn run_batch(
     db: &Db,
     seal: &Seal,
     signer: Option<&Signer>,
+    clock: &Clock,
     last: &mut Timestamp,
     watch: &mut Watch,
     jobs: Vec<Job>,
@@ -92,18 +102,33 @@ async fn run_batch(
         Ok(s) => s,
         Err(e) => return fail_all(jobs.into_iter().map(|j| j.reply), &e),
     };
+    // Whatever the writer itself appends below also moves the head.
+    let start_size = state.next_idx;
+    // The log's time never runs backwards (pages, date filters and archive cuts follow
+    // it), and another process may have appended since this writer last did.
+    *last = (*last).max(state.last_ts);
     if watch.alarm.is_none()
         && let Some(problem) = changed_behind_our_back(&mut tx, &state, watch.left).await
     {
         tracing::error!(%problem, "the audit log was changed outside Keeptrack; no more checkpoints");
-        let now = clock::now().max(*last);
+        let now = clock.now().max(*last);
         if let Err(e) = apply::alarm(&mut tx, &mut state, &problem, now).await {
             return fail_all(jobs.into_iter().map(|j| j.reply), &e);
         }
         watch.alarm = Some(problem);
     }
     state.alarm.clone_from(&watch.alarm);
-    let start_size = state.next_idx;
+    // A wall clock behind the log is not used: entries carry the log's time until the
+    // clock catches up. The first batch to see it behind records that once.
+    let wall = clock.now();
+    let behind = last.as_microsecond() - wall.as_microsecond() > CLOCK_SLACK_MICROS;
+    if behind && !watch.clock_behind {
+        tracing::warn!(%wall, log_time = %last, "the clock is behind the audit log");
+        if let Err(e) = apply::clock_backwards(&mut tx, &mut state, wall, *last).await {
+            return fail_all(jobs.into_iter().map(|j| j.reply), &e);
+        }
+    }
+    watch.clock_behind = behind;
     let mut results: Vec<Reply> = Vec::with_capacity(jobs.len());
     let mut pending = jobs.into_iter();
     while let Some(Job {
@@ -112,8 +137,7 @@ async fn run_batch(
         reply,
     }) = pending.next()
     {
-        // Time never runs backwards inside the log, even if the wall clock does.
-        let now = clock::now().max(*last);
+        let now = clock.now().max(*last);
         *last = now;
         let saved = state.clone();
         let outcome = match tx.savepoint().await {

@@ -32,6 +32,12 @@ pub async fn head_size(tx: &mut WriteTx) -> Result<i64> {
         .fetch_one(&mut *c).await?))
 }
 
+/// The time of entry `idx`, under the writer's lock (none before the first entry).
+pub async fn ts_for_write(tx: &mut WriteTx, idx: i64) -> Result<Option<i64>> {
+    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar("SELECT ts FROM audit_log WHERE idx = $1")
+        .bind(idx).fetch_optional(&mut *c).await?))
+}
+
 pub async fn append(tx: &mut WriteTx, e: &NewEntry<'_>) -> Result<()> {
     let sql = "INSERT INTO audit_log (idx, ts, category, action, actor_kind, actor_id, \
                record_type, record_id, entry, leaf_hash) \

@@ -15,7 +15,7 @@ use crate::both;
 use crate::helpers::{TestApp, drop_guards, exec};
 
 /// A studio with a signing writer; returns the ledger and the signed note.
-async fn signed(app: &TestApp) -> (Ledger, Signer, String) {
+pub(crate) async fn signed(app: &TestApp) -> (Ledger, Signer, String) {
     let origin = store::preferences::all(&app.db).await.unwrap()["log.origin"].clone();
     let signer = Signer::generate(&origin).unwrap();
     let ledger = Ledger::start_signing(
@@ -34,7 +34,7 @@ async fn signed(app: &TestApp) -> (Ledger, Signer, String) {
     (ledger, signer, out.checkpoint.unwrap())
 }
 
-fn anchors(signer: &Signer, note: &str) -> Anchors {
+pub(crate) fn anchors(signer: &Signer, note: &str) -> Anchors {
     let key = Verifier::from_vkey(&signer.verifier().to_vkey()).unwrap();
     let checkpoint = key.open(note.as_bytes()).unwrap();
     Anchors {
@@ -46,7 +46,7 @@ fn anchors(signer: &Signer, note: &str) -> Anchors {
 
 /// What an attacker with SQL but no key does after editing: recompute every leaf, node
 /// and the head so the log agrees with itself again.
-async fn rehash_everything(db: &Db) {
+pub(crate) async fn rehash_everything(db: &Db) {
     exec(db, "DELETE FROM audit_tree").await;
     let rows = store::audit_log::rows(db, 0, i64::MAX, 1_000_000)
         .await

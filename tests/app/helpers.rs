@@ -15,6 +15,8 @@ pub struct TestApp {
     pub owner: i64,
     pub manager: i64,
     pub staff: i64,
+    /// The database's URL, for running the `keeptrack` command against it.
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -98,6 +100,7 @@ impl TestApp {
             owner: 0,
             manager: 0,
             staff: 0,
+            url,
             _dir: dir,
         };
         app.owner = app.add_user("owner", "Olive Owner", "OO", "owner").await;
@@ -280,4 +283,15 @@ pub async fn drop_guards(db: &Db) {
     for s in sql {
         exec(db, s).await;
     }
+}
+
+/// Runs the `keeptrack` command against the database at `url`, in `dir` (where it looks
+/// for its signing key and checkpoints).
+pub fn run_cli(dir: &std::path::Path, url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_keeptrack"))
+        .current_dir(dir)
+        .args(args)
+        .env("KEEPTRACK_DATABASE_URL", url)
+        .output()
+        .expect("run keeptrack")
 }
