@@ -208,18 +208,11 @@ pub async fn set_preference(
         }
         None => return Err(ApiError::NotFound),
     };
-    match state.ledger.submit(ctx, command).await {
-        Err(crate::ledger::Error::Forbidden(p)) => {
-            caller
-                .denied(&state, &p.to_string(), "change preferences", None)
-                .await;
-            Err(ApiError::Forbidden(p.to_string()))
-        }
-        other => {
-            other?;
-            preferences(State(state), caller).await
-        }
-    }
+    let result = state.ledger.submit(ctx, command).await;
+    caller
+        .settle(&state, result, "change preferences", None)
+        .await?;
+    preferences(State(state), caller).await
 }
 
 /// `GET /api/v1/lists`: the configurable lists (statuses, types, payment methods).

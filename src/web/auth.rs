@@ -83,8 +83,7 @@ impl Caller {
             let ip = self.request.ip();
             match check_password(state, &username, &pass, &ip).await? {
                 Ok(id) => ctx = ctx.authorized_by(id),
-                Err((user_id, outcome)) => {
-                    let _ = user_id;
+                Err((_, outcome)) => {
                     state
                         .ledger
                         .submit(
@@ -141,6 +140,24 @@ impl Caller {
             record.map(|id| (kind, id)),
         )
         .await
+    }
+
+    /// A ledger answer for this caller: a missing permission is recorded as a denial
+    /// (rate-limited) before it becomes a 403, whichever route met it.
+    pub async fn settle(
+        &self,
+        state: &AppState,
+        result: Result<crate::ledger::Outcome, crate::ledger::Error>,
+        action: &str,
+        record: Option<(RecordKind, i64)>,
+    ) -> Result<crate::ledger::Outcome, ApiError> {
+        match result {
+            Err(crate::ledger::Error::Forbidden(p)) => {
+                self.denied(state, &p.to_string(), action, record).await;
+                Err(ApiError::Forbidden(p.to_string()))
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Records a refusal, rate-limited so a script cannot flood the log.
@@ -583,9 +600,9 @@ pub async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
     let ctx = Context::user(caller.user_id).with_request(caller.request.0.clone());
-    state
-        .ledger
-        .submit(ctx, Command::RevokeToken { id })
+    let result = state.ledger.submit(ctx, Command::RevokeToken { id }).await;
+    caller
+        .settle(&state, result, "revoke a token", None)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -599,7 +616,7 @@ pub async fn set_password(
     JsonObject(mut body): JsonObject,
 ) -> Result<StatusCode, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
-    let mut ctx = caller.context(&state, &mut body).await?;
+    let ctx = caller.context(&state, &mut body).await?;
     let new = take_text(&mut body, "password")?;
     let current = body.remove("current_password");
     if let Some(extra) = body.keys().next() {
@@ -623,9 +640,15 @@ pub async fn set_password(
                 "is not right",
             )]));
         }
-    } else {
-        ctx.request = Some(caller.request.0.clone());
     }
-    state.ledger.set_password(ctx, id, &new).await?;
+    let result = state.ledger.set_password(ctx, id, &new).await;
+    caller
+        .settle(
+            &state,
+            result,
+            "set a password",
+            Some((RecordKind::User, id)),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

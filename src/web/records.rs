@@ -85,13 +85,6 @@ async fn submit(
 ) -> Result<Outcome, ApiError> {
     let action = command_action(&command);
     match state.ledger.submit(ctx, command).await {
-        Ok(out) => Ok(out),
-        Err(crate::ledger::Error::Forbidden(p)) => {
-            caller
-                .denied(state, &p.to_string(), action, id.map(|id| (kind, id)))
-                .await;
-            Err(ApiError::Forbidden(p.to_string()))
-        }
         Err(e @ crate::ledger::Error::Conflict { .. }) => {
             let current = match id {
                 Some(id) => store::records::get(state.ledger.db(), kind, id)
@@ -104,7 +97,11 @@ async fn submit(
                 current,
             })
         }
-        Err(e) => Err(e.into()),
+        result => {
+            caller
+                .settle(state, result, action, id.map(|id| (kind, id)))
+                .await
+        }
     }
 }
 
@@ -295,13 +292,8 @@ pub async fn create(
     }
     let out = if kind == RecordKind::User {
         let password = take_text(&mut body, "password")?;
-        match state.ledger.create_user(ctx, body, &password).await {
-            Err(crate::ledger::Error::Forbidden(p)) => {
-                caller.denied(&state, &p.to_string(), "create", None).await;
-                return Err(ApiError::Forbidden(p.to_string()));
-            }
-            other => other?,
-        }
+        let result = state.ledger.create_user(ctx, body, &password).await;
+        caller.settle(&state, result, "create", None).await?
     } else {
         let command = Command::Create { kind, fields: body };
         submit(&state, &caller, ctx, kind, None, command).await?
@@ -358,11 +350,7 @@ pub async fn update(
         expected_version: version,
     };
     let out = submit(&state, &caller, ctx, kind, Some(id), command).await?;
-    let record = match out.record {
-        Some(r) => r,
-        None => load(&state, kind, id).await?,
-    };
-    Ok(with_etag(StatusCode::OK, kind, &record))
+    answer(&state, kind, id, out).await
 }
 
 /// `DELETE /api/v1/{kind}/{id}`: a soft delete (restorable); `If-Match` optional.
@@ -384,9 +372,19 @@ pub async fn delete(
         expected_version: version,
     };
     let out = submit(&state, &caller, ctx, kind, Some(id), command).await?;
+    answer(&state, kind, id, out).await
+}
+
+/// The record a change left, with its ETag (a change that changed nothing has it too).
+async fn answer(
+    state: &AppState,
+    kind: RecordKind,
+    id: i64,
+    out: Outcome,
+) -> Result<Response, ApiError> {
     let record = match out.record {
         Some(r) => r,
-        None => load(&state, kind, id).await?,
+        None => load(state, kind, id).await?,
     };
     Ok(with_etag(StatusCode::OK, kind, &record))
 }
@@ -420,11 +418,7 @@ pub async fn act(
         _ => Command::VoidPayment { id },
     };
     let out = submit(&state, &caller, ctx, kind, Some(id), command).await?;
-    let record = match out.record {
-        Some(r) => r,
-        None => load(&state, kind, id).await?,
-    };
-    Ok(with_etag(StatusCode::OK, kind, &record))
+    answer(&state, kind, id, out).await
 }
 
 /// `GET /api/v1/{kind}/{id}/history`: entries, status notes and notes revisions, newest
