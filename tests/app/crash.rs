@@ -45,20 +45,28 @@ async fn state(db: &Db) -> (HashMap<i64, (String, String)>, i64, i64) {
     (map, orphans, ghosts)
 }
 
+/// Kills per database: a soak of thousands of kills starts a fresh database now and then,
+/// so each run's checks (which read every client) stay the same size.
+const KILLS_PER_DATABASE: usize = 200;
+
 async fn kill_nine(postgres: bool, default_runs: usize) {
-    let Some((url, _dir)) = new_database_url(postgres).await else {
-        return;
-    };
     let runs = std::env::var("KEEPTRACK_CRASH_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(default_runs);
-    // The schema is made first: a kill during the very first migration, on a loaded
-    // machine, would test migrations, not writes.
-    Db::open(&url).await.unwrap().close().await;
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut acked_total = 0;
+    let (mut url, mut _dir) = (String::new(), None);
     for run in 0..runs {
+        if run % KILLS_PER_DATABASE == 0 {
+            let Some(fresh) = new_database_url(postgres).await else {
+                return;
+            };
+            (url, _dir) = fresh;
+            // The schema is made first: a kill during the very first migration, on a
+            // loaded machine, would test migrations, not writes.
+            Db::open(&url).await.unwrap().close().await;
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_keeptrack"))
             .args(["stress", "--writers", "32", "--writes", "1000000"])
             .env("KEEPTRACK_DATABASE_URL", &url)
@@ -76,7 +84,7 @@ async fn kill_nine(postgres: bool, default_runs: usize) {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        tokio::time::sleep(Duration::from_millis(150 + seed % 700)).await;
+        tokio::time::sleep(Duration::from_millis(100 + seed % 500)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let acks = reader.join().unwrap();
@@ -99,7 +107,7 @@ async fn kill_nine(postgres: bool, default_runs: usize) {
             "run {run}: clients without entries, entries without clients"
         );
         acked_total += acks.len();
-        if run % 10 == 9 || run == runs - 1 {
+        if run % 10 == 9 || run % KILLS_PER_DATABASE == KILLS_PER_DATABASE - 1 || run == runs - 1 {
             let report = verify(&db, Anchors::default(), keeptrack::clock::now(), |_, _| {})
                 .await
                 .unwrap();
