@@ -84,7 +84,7 @@ async fn kill_nine(postgres: bool, default_runs: usize) {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        tokio::time::sleep(Duration::from_millis(100 + seed % 500)).await;
+        tokio::time::sleep(Duration::from_millis(50 + seed % 300)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let acks = reader.join().unwrap();
@@ -114,6 +114,13 @@ async fn kill_nine(postgres: bool, default_runs: usize) {
             assert!(report.findings.is_empty(), "run {run}: {report:?}");
         }
         db.close().await;
+        if run % 100 == 99 {
+            let backend = if postgres { "PostgreSQL" } else { "SQLite" };
+            eprintln!(
+                "{backend}: {} kills, {acked_total} acknowledged writes, none lost",
+                run + 1
+            );
+        }
     }
     assert!(
         acked_total > runs,
