@@ -11,7 +11,9 @@ mod writer;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use command::{ActorRef, Command, Context, Idempotency, NewSession, Outcome};
+pub use command::{
+    ActorRef, Archived, Command, Context, Idempotency, MAX_ARCHIVE, NewSession, Outcome,
+};
 pub use error::Error;
 
 use crate::audit::checkpoint::Signer;

@@ -112,11 +112,9 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
         ));
     }
     values.push(SqlValue::Int(Some(f.limit)));
-    let filter = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
+    // Archived entries keep their row but not their body: they are in archive files.
+    clauses.push("length(entry) > 0".to_owned());
+    let filter = format!("WHERE {}", clauses.join(" AND "));
     let sql = format!(
         "SELECT idx, ts, entry FROM audit_log {filter} ORDER BY ts DESC, idx DESC LIMIT ${}",
         values.len()
@@ -323,4 +321,75 @@ pub async fn tree_is_empty(tx: &mut WriteTx) -> Result<bool> {
     let n: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar("SELECT COUNT(*) FROM audit_tree")
         .fetch_one(&mut *c).await?);
     Ok(n == 0)
+}
+
+/// One archive run as recorded beside the log.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ArchiveRun {
+    pub from_idx: i64,
+    pub to_idx: i64,
+    pub entry_idx: i64,
+    pub tree_size: i64,
+    pub ts: i64,
+    pub file: String,
+}
+
+/// The newest archive run, under the writer's lock.
+pub async fn last_archive_run_for_write(tx: &mut WriteTx) -> Result<Option<ArchiveRun>> {
+    let sql = "SELECT from_idx, to_idx, entry_idx, tree_size, ts, file FROM audit_archive \
+               ORDER BY id DESC LIMIT 1";
+    on_conn!(tx.conn(), c => Ok(sqlx::query_as(sql).fetch_optional(&mut *c).await?))
+}
+
+/// Every archive run, oldest first.
+pub async fn archive_runs(db: &Db) -> Result<Vec<ArchiveRun>> {
+    let sql = "SELECT from_idx, to_idx, entry_idx, tree_size, ts, file FROM audit_archive \
+               ORDER BY id";
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).fetch_all(&mut *c).await?))
+}
+
+/// The first entry timed at or after `ts`, if any, under the writer's lock.
+pub async fn first_at_or_after_for_write(tx: &mut WriteTx, ts: i64) -> Result<Option<i64>> {
+    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar("SELECT MIN(idx) FROM audit_log WHERE ts >= $1")
+        .bind(ts).fetch_one(&mut *c).await?))
+}
+
+/// Entries `[from, to)` as stored: index, bytes and leaf hash, in index order.
+pub async fn bodies_for_write(
+    tx: &mut WriteTx,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>> {
+    let sql = "SELECT idx, entry, leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2 \
+               ORDER BY idx";
+    on_conn!(tx.conn(), c => Ok(sqlx::query_as(sql).bind(from).bind(to).fetch_all(&mut *c).await?))
+}
+
+/// Records an archive run. It must precede [`clear_bodies`]: the guard trigger lets
+/// bodies go only inside the newest run, in the transaction that appended its entry.
+pub async fn insert_archive_run(tx: &mut WriteTx, run: &ArchiveRun) -> Result<()> {
+    let sql = "INSERT INTO audit_archive (from_idx, to_idx, entry_idx, tree_size, ts, file) \
+               VALUES ($1, $2, $3, $4, $5, $6)";
+    on_conn!(tx.conn(), c => sqlx::query(sql)
+        .bind(run.from_idx).bind(run.to_idx).bind(run.entry_idx).bind(run.tree_size)
+        .bind(run.ts).bind(&run.file)
+        .execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+/// Empties the bodies of entries `[from, to)` (an archive run's; see the guard trigger).
+pub async fn clear_bodies(tx: &mut WriteTx, from: i64, to: i64) -> Result<()> {
+    let sql = "UPDATE audit_log SET entry = $1 WHERE idx >= $2 AND idx < $3";
+    on_conn!(tx.conn(), c => sqlx::query(sql).bind(Vec::<u8>::new()).bind(from).bind(to)
+        .execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+/// The newest entry whose action column says `archive`, below `size`: (index, bytes).
+pub async fn newest_archive_entry(db: &Db, size: i64) -> Result<Option<(i64, Vec<u8>)>> {
+    let sql = "SELECT idx, entry FROM audit_log WHERE action = 'archive' AND idx < $1 \
+               ORDER BY idx DESC LIMIT 1";
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).bind(size).fetch_optional(&mut *c).await?))
 }
