@@ -86,11 +86,35 @@ impl Db {
     }
 
     pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self {
+            Self::Sqlite(_) => sqlx::migrate!("migrations/sqlite"),
+            Self::Postgres(_) => sqlx::migrate!("migrations/postgres"),
+        };
+        // A server role with no right to create tables (docs/postgres-role.sql) opens a
+        // database its owner migrated: the migrator would try to create its own table.
+        if self.has_applied(&migrator).await {
+            return Ok(());
+        }
         match self {
-            Self::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await?,
-            Self::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
+            Self::Sqlite(p) => migrator.run(p).await?,
+            Self::Postgres(p) => migrator.run(p).await?,
         }
         Ok(())
+    }
+
+    /// Whether every migration is applied, each with the checksum this build has.
+    async fn has_applied(&self, migrator: &sqlx::migrate::Migrator) -> bool {
+        let sql = "SELECT version, checksum FROM _sqlx_migrations WHERE success";
+        let applied: Vec<(i64, Vec<u8>)> = match self {
+            Self::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await,
+            Self::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await,
+        }
+        .unwrap_or_default();
+        migrator.iter().all(|m| {
+            applied
+                .iter()
+                .any(|(v, sum)| *v == m.version && sum[..] == m.checksum[..])
+        })
     }
 
     pub fn backend(&self) -> Backend {
