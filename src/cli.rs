@@ -80,6 +80,13 @@ pub enum Cmd {
         /// Seconds after which a checkpoint is made even if nothing changed.
         #[arg(long, default_value_t = 900)]
         heartbeat: u64,
+        /// Where the retention schedule (preference audit.retention_days) writes its
+        /// signed archive files: like the checkpoints, best a folder off this machine.
+        #[arg(long, env = "KEEPTRACK_ARCHIVE_DIR", default_value = "archives")]
+        archive_dir: PathBuf,
+        /// Seconds between looks at the retention preference.
+        #[arg(long, default_value_t = 3600)]
+        archive_every: u64,
     },
     /// Create the database and the owner account; prints a one-time password.
     Init {
@@ -203,6 +210,26 @@ pub enum AuditCmd {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Move the bodies of entries older than DATE into a signed archive file that checks
+    /// on its own (see docs/PROOFS.md); the tree keeps their hashes, so the log still
+    /// verifies. Recorded as a System entry. Needs the signing key.
+    Archive {
+        /// Entries timed before this date (studio time, start of day) or instant.
+        #[arg(long)]
+        before: String,
+        /// The new archive file (never overwritten), or a directory to name one in.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check archive files, with no database; several must chain into one log.
+    /// Exit 0 valid, 1 not.
+    CheckArchive {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The key you trust; without it each file's own key is used (and said so).
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 /// The filters `audit list` and `audit export` share.
@@ -222,7 +249,7 @@ pub struct FilterArgs {
     #[arg(long)]
     category: Option<String>,
     /// create, update, delete, restore, post, unlock, void, notes, communication,
-    /// checkpoint, start, stop, install, preference, alarm or clock_backwards.
+    /// checkpoint, start, stop, install, preference, alarm, clock_backwards or archive.
     #[arg(long)]
     action: Option<String>,
     /// A record type (client) or one record (client:12).
@@ -248,6 +275,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Cmd::Audit(AuditCmd::Check { file, key }) = &cli.command {
         return audit_check(file, key.as_deref(), &cli.signing_key);
     }
+    if let Cmd::Audit(AuditCmd::CheckArchive { files, key }) = &cli.command {
+        return audit_check_archive(files, key.as_deref(), &cli.signing_key);
+    }
     let db = Db::open(&url)
         .await
         .with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
@@ -267,12 +297,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen,
                 checkpoint_every,
                 heartbeat,
+                archive_dir,
+                archive_every,
             },
             Some(ledger),
         ) => {
             let keys = Keys {
                 key: cli.signing_key.clone(),
                 dir: cli.checkpoint_dir.clone(),
+                archive_dir,
+                archive_every: Duration::from_secs(archive_every.max(1)),
             };
             let every = Duration::from_secs(checkpoint_every.max(1));
             let heartbeat = Duration::from_secs(heartbeat.max(1));
@@ -382,6 +416,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         (Cmd::Audit(AuditCmd::Check { file, key }), _) => {
             audit_check(&file, key.as_deref(), &cli.signing_key)
+        }
+        (Cmd::Audit(AuditCmd::CheckArchive { files, key }), _) => {
+            audit_check_archive(&files, key.as_deref(), &cli.signing_key)
+        }
+        (Cmd::Audit(AuditCmd::Archive { before, out }), _) => {
+            audit_archive(&db, &cli.signing_key, &cli.checkpoint_dir, &before, out).await
         }
         (
             Cmd::Audit(AuditCmd::Verify {
@@ -516,10 +556,13 @@ async fn stress(ledger: &Ledger, writers: usize, writes: usize) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the signing key and the exported checkpoints live.
+/// Where the signing key, the exported checkpoints and the archive files live, and how
+/// often the retention schedule looks.
 struct Keys {
     key: PathBuf,
     dir: PathBuf,
+    archive_dir: PathBuf,
+    archive_every: Duration,
 }
 
 /// The log's signing key, created on first use with the log's origin as its name.
@@ -559,6 +602,12 @@ async fn serve(
         init(ledger, "owner", "Studio Owner", "OWN").await?;
     }
     let signer = ensure_key(ledger.db(), &keys.key).await?;
+    std::fs::create_dir_all(&keys.archive_dir).with_context(|| {
+        format!(
+            "cannot create the archive directory {}",
+            keys.archive_dir.display()
+        )
+    })?;
     let verifier = signer.verifier();
     std::fs::create_dir_all(&keys.dir).with_context(|| {
         format!(
@@ -582,10 +631,17 @@ async fn serve(
         every,
         heartbeat,
     ));
+    let archives = tokio::spawn(archive_loop(
+        ledger.clone(),
+        keys.archive_dir.clone(),
+        keys.dir.clone(),
+        keys.archive_every,
+    ));
     let mut state = web::AppState::new(ledger.clone());
     state.verifier = Some(verifier);
     web::serve(listener, state, shutdown_signal()).await?;
     checkpoints.abort();
+    archives.abort();
     // A clean stop is on record, and the last checkpoint covers it.
     let stop = crate::ledger::Command::Lifecycle { starting: false };
     ledger.submit(Context::system(), stop).await?;
@@ -656,6 +712,56 @@ async fn checkpoint_loop(ledger: Ledger, dir: PathBuf, every: Duration, heartbea
     }
 }
 
+/// Applies the retention preference: every `every`, archives the entries older than
+/// `audit.retention_days` into files in `dir` (several runs when there are many), and
+/// writes each run's checkpoint beside the others.
+async fn archive_loop(ledger: Ledger, dir: PathBuf, checkpoints: PathBuf, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let prefs = match store::preferences::all(ledger.db()).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the retention preference");
+                continue;
+            }
+        };
+        let key = crate::domain::preference::Preference::RetentionDays.key();
+        let Some(days) =
+            crate::domain::preference::retention_days(prefs.get(key).map(String::as_str))
+        else {
+            continue;
+        };
+        let Ok(before) =
+            clock::now().checked_sub(jiff::SignedDuration::from_hours(24 * i64::from(days)))
+        else {
+            continue;
+        };
+        loop {
+            let command = crate::ledger::Command::Archive {
+                before,
+                out: dir.clone(),
+            };
+            match ledger.submit(Context::system(), command).await {
+                Ok(out) => {
+                    let Some(done) = out.archived else { break };
+                    if let Some(note) = out.checkpoint {
+                        write_checkpoint(&checkpoints, &note);
+                    }
+                    tracing::info!(first = done.first, end = done.end, file = %done.file.display(), "archived");
+                    if !done.more {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "archiving failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Writes a checkpoint note as `<size>.checkpoint`; returns its size.
 fn write_checkpoint(dir: &Path, note: &str) -> i64 {
     let size = note
@@ -705,6 +811,119 @@ fn audit_check(file: &Path, key: Option<&str>, signing_key: &Path) -> anyhow::Re
             Ok(ExitCode::from(1))
         }
     }
+}
+
+async fn audit_archive(
+    db: &Db,
+    signing_key: &Path,
+    checkpoint_dir: &Path,
+    before: &str,
+    out: PathBuf,
+) -> anyhow::Result<ExitCode> {
+    let signer = checkpoint::read_signer(signing_key).with_context(|| {
+        format!(
+            "archiving signs a checkpoint: cannot read the signing key {}",
+            signing_key.display()
+        )
+    })?;
+    let tz = store::preferences::all(db)
+        .await?
+        .get("studio.time_zone")
+        .and_then(|n| TimeZone::get(n).ok())
+        .unwrap_or_else(TimeZone::system);
+    let before = parse_bound(before, &tz, false)?;
+    if out.exists() && !out.is_dir() {
+        bail!("{} exists; choose a new file", out.display());
+    }
+    let ledger = Ledger::start_signing(db.clone(), Some(signer)).await?;
+    let command = crate::ledger::Command::Archive { before, out };
+    let outcome = ledger.submit(cli_actor(), command).await?;
+    let Some(done) = outcome.archived else {
+        println!("Nothing to archive: every entry before {before} is archived already.");
+        return Ok(ExitCode::SUCCESS);
+    };
+    if let Some(note) = &outcome.checkpoint {
+        std::fs::create_dir_all(checkpoint_dir)?;
+        write_checkpoint(checkpoint_dir, note);
+    }
+    println!(
+        "Archived entries {} to {} ({} entries) to {}; recorded as entry {}.",
+        done.first,
+        done.end - 1,
+        done.end - done.first,
+        done.file.display(),
+        outcome.audit_index.unwrap_or_default()
+    );
+    if done.more {
+        println!(
+            "More entries are older than {before}: run again to archive the next {}.",
+            crate::ledger::MAX_ARCHIVE
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_check_archive(
+    files: &[PathBuf],
+    key: Option<&str>,
+    signing_key: &Path,
+) -> anyhow::Result<ExitCode> {
+    let key = match key {
+        Some(k) => Some(read_key(Some(k), signing_key)?.context("no key")?),
+        None => None,
+    };
+    let mut checked = Vec::new();
+    for file in files {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        match audit::archive::check(&bytes, key.as_ref()) {
+            Ok(c) => checked.push((file, c)),
+            Err(e) => {
+                println!("NOT VALID: {}: {e}", file.display());
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    checked.sort_by_key(|(_, c)| c.first);
+    let time = |us: i64| {
+        Timestamp::from_microsecond(us).map_or_else(|_| us.to_string(), |t| t.to_string())
+    };
+    for (file, c) in &checked {
+        if c.own_key {
+            println!(
+                "warning: {} checked with its own key; give --key to use yours",
+                file.display()
+            );
+        }
+        println!(
+            "ARCHIVE OK: entries {} to {} ({} entries, {} to {}) are in {} as signed at {} entries: {}",
+            c.first,
+            c.end - 1,
+            c.end - c.first,
+            time(c.from_ts),
+            time(c.to_ts),
+            c.checkpoint.origin,
+            c.checkpoint.size,
+            file.display()
+        );
+        for i in &c.clock_backwards {
+            println!("warning: CLOCK: entry {i} says the clock went backwards");
+        }
+    }
+    let chain: Vec<_> = checked.iter().map(|(_, c)| c.clone()).collect();
+    if let Err(e) = audit::archive::check_chain(&chain) {
+        println!("NOT VALID: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    if let (Some((_, a)), Some((_, b)), true) = (checked.first(), checked.last(), checked.len() > 1)
+    {
+        println!(
+            "The archives chain into one log: entries {} to {}.",
+            a.first,
+            b.end - 1
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A public key from a file or the text itself; default: the signing key's .pub file.
@@ -818,6 +1037,13 @@ async fn audit_verify(
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{} entries, root {}", report.entries, report.root);
+        if report.archived > 0 {
+            println!(
+                "{} of them archived: their bodies are in archive files (audit check-archive); \
+                 their leaf hashes are in the tree.",
+                report.archived
+            );
+        }
         if report.from > 0 {
             println!(
                 "Incremental: the log extends the trusted checkpoint of {} entries; \

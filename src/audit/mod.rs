@@ -9,6 +9,7 @@ use crate::domain::{
 };
 use crate::store::{self, Db, audit_log};
 
+pub mod archive;
 pub mod checkpoint;
 pub mod export;
 pub mod history;

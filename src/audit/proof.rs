@@ -39,6 +39,8 @@ pub struct Bundle {
 pub enum ProofError {
     #[error("no entry {0} in the log")]
     NoEntry(u64),
+    #[error("entry {0} is archived: its proof is the archive file that holds it")]
+    Archived(u64),
     #[error("no stored checkpoint covers entry {0} yet; the next one will")]
     NotCovered(u64),
     #[error("the stored tree is missing node {0}/{1}")]
@@ -60,6 +62,9 @@ pub async fn prove(db: &Db, index: u64, key: &Verifier) -> Result<Bundle, ProofE
         .into_iter()
         .find(|r| r.idx == idx)
         .ok_or(ProofError::NoEntry(index))?;
+    if row.bytes.is_empty() {
+        return Err(ProofError::Archived(index));
+    }
     let (note, checkpoint) = audit_log::checkpoints(db, 1000)
         .await?
         .into_iter()

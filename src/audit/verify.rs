@@ -49,6 +49,9 @@ pub struct Report {
     pub from: i64,
     /// The entries recomputed from their bytes this run.
     pub recomputed: i64,
+    /// Of those, the archived ones: their bodies are in archive files, and their stored
+    /// leaf hashes (still in the tree) stood in for the bytes.
+    pub archived: i64,
     /// The root recomputed from the bytes, hex.
     pub root: String,
     /// The first damage found and every other one after it.
@@ -70,7 +73,12 @@ impl Report {
 }
 
 /// The triggers that keep the log append-only; a missing one is a warning.
-const GUARDS: [&str; 3] = ["audit_log_no_update", "audit_tree", "log_head_only_grows"];
+const GUARDS: [&str; 4] = [
+    "audit_log_no_update",
+    "audit_tree",
+    "log_head_only_grows",
+    "audit_archive",
+];
 
 const PAGE: i64 = 5000;
 
@@ -162,6 +170,8 @@ pub async fn verify_from(
         expected = i64::try_from(start).unwrap_or(i64::MAX);
     }
     let from_idx = expected;
+    let archived_below = archive_bound(db, head_size, &mut findings).await?;
+    let mut archived = 0;
     let mut find = |damage, index: Option<i64>, detail: String| {
         findings.push(Finding {
             damage,
@@ -189,10 +199,34 @@ pub async fn verify_from(
                     Some(expected),
                     format!("entries {expected} to {} are missing", row.idx - 1),
                 );
-                return Ok(finish(findings, warnings, expected, from_idx, &frontier));
+                let mut report = finish(findings, warnings, expected, from_idx, &frontier);
+                report.archived = archived;
+                return Ok(report);
             }
-            let leaf = leaf_hash(&row.bytes);
-            if row.leaf_hash != leaf {
+            let leaf = if row.bytes.is_empty() {
+                // An archived entry: its bytes are in an archive file; the tree still
+                // holds its leaf hash, which must be the stored one.
+                if row.idx < archived_below {
+                    archived += 1;
+                } else {
+                    find(
+                        Damage::Edited,
+                        Some(row.idx),
+                        "the entry's body is gone, and no archive run covers it".into(),
+                    );
+                }
+                row.leaf_hash.as_slice().try_into().unwrap_or_else(|_| {
+                    find(
+                        Damage::Edited,
+                        Some(row.idx),
+                        "the stored leaf hash is not 32 bytes".into(),
+                    );
+                    [0; 32]
+                })
+            } else {
+                leaf_hash(&row.bytes)
+            };
+            if !row.bytes.is_empty() && row.leaf_hash != leaf {
                 find(
                     Damage::Edited,
                     Some(row.idx),
@@ -200,6 +234,7 @@ pub async fn verify_from(
                 );
             }
             match Entry::from_bytes(&row.bytes) {
+                Err(_) if row.bytes.is_empty() => {}
                 Err(e) => find(
                     Damage::Edited,
                     Some(row.idx),
@@ -366,7 +401,51 @@ pub async fn verify_from(
             warnings.push(format!("the guard trigger {guard}* is missing or disabled"));
         }
     }
-    Ok(finish(findings, warnings, expected, from_idx, &frontier))
+    let mut report = finish(findings, warnings, expected, from_idx, &frontier);
+    report.archived = archived;
+    Ok(report)
+}
+
+/// Below which index entries may be archived: what the newest `archive` entry says (its
+/// bytes are checked with the rest when the scan reaches it; it is never archived itself,
+/// as it stands after what it archives). The archive table must agree.
+async fn archive_bound(
+    db: &Db,
+    head_size: i64,
+    findings: &mut Vec<Finding>,
+) -> Result<i64, store::Error> {
+    let said = audit_log::newest_archive_entry(db, head_size)
+        .await?
+        .map(|(idx, bytes)| {
+            let to = Entry::from_bytes(&bytes)
+                .ok()
+                .and_then(|e| e.diff.into_iter().find(|c| c.field == "to"))
+                .and_then(|c| c.new.as_i64());
+            (idx, to.unwrap_or(0))
+        });
+    let runs = audit_log::archive_runs(db).await?;
+    let recorded = runs
+        .iter()
+        .filter(|r| r.entry_idx < head_size)
+        .max_by_key(|r| r.entry_idx)
+        .map(|r| (r.entry_idx, r.to_idx));
+    if said != recorded {
+        let bound = |b: Option<(i64, i64)>| {
+            b.map_or("none".into(), |(i, to)| {
+                format!("entries below {to} (entry {i})")
+            })
+        };
+        findings.push(Finding {
+            damage: Damage::Edited,
+            index: said.map(|(i, _)| i),
+            detail: format!(
+                "the log's newest archive entry archives {}, the archive table {}",
+                bound(said),
+                bound(recorded)
+            ),
+        });
+    }
+    Ok(said.map_or(0, |(_, to)| to))
 }
 
 fn finish(
@@ -380,6 +459,7 @@ fn finish(
         entries,
         from,
         recomputed: (entries - from).max(0),
+        archived: 0,
         root: frontier.root().iter().map(|b| format!("{b:02x}")).collect(),
         findings,
         warnings,

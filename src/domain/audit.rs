@@ -126,10 +126,12 @@ pub enum Action {
     /// The wall clock read earlier than the log's last entry; entries carry the log's
     /// time until it catches up.
     ClockBackwards,
+    /// Old entries' bodies moved to a signed archive file (their leaf hashes stay).
+    Archive,
 }
 
 impl Action {
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 27] = [
         Self::Create,
         Self::Update,
         Self::Delete,
@@ -156,6 +158,7 @@ impl Action {
         Self::TokenCreate,
         Self::TokenRevoke,
         Self::ClockBackwards,
+        Self::Archive,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -185,6 +188,7 @@ impl Action {
             Self::TokenCreate => "token_create",
             Self::TokenRevoke => "token_revoke",
             Self::ClockBackwards => "clock_backwards",
+            Self::Archive => "archive",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

@@ -12,16 +12,28 @@ pub enum Preference {
     StampFormat,
     /// The changes that need a reason: rule names separated by commas.
     ReasonsRequired,
+    /// Days audit entries stay in the database before `keeptrack serve` moves them to a
+    /// signed archive file; `none` (the default) keeps them for ever.
+    RetentionDays,
 }
 
+/// The longest retention that means anything: a hundred years.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
 impl Preference {
-    pub const ALL: [Self; 3] = [Self::TimeZone, Self::StampFormat, Self::ReasonsRequired];
+    pub const ALL: [Self; 4] = [
+        Self::TimeZone,
+        Self::StampFormat,
+        Self::ReasonsRequired,
+        Self::RetentionDays,
+    ];
 
     pub fn key(self) -> &'static str {
         match self {
             Self::TimeZone => "studio.time_zone",
             Self::StampFormat => "studio.stamp_format",
             Self::ReasonsRequired => "reasons.required",
+            Self::RetentionDays => "audit.retention_days",
         }
     }
 
@@ -49,8 +61,26 @@ impl Preference {
                         .join(",")
                 })
                 .map_err(err),
+            Self::RetentionDays => match value {
+                "" | "none" => Ok("none".to_owned()),
+                days => days
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| (1..=MAX_RETENTION_DAYS).contains(d))
+                    .map(|d| d.to_string())
+                    .ok_or_else(|| {
+                        err(format!(
+                            "must be a number of days from 1 to {MAX_RETENTION_DAYS}, or none"
+                        ))
+                    }),
+            },
         }
     }
+}
+
+/// The retention in days a stored `audit.retention_days` value asks for (none: keep).
+pub fn retention_days(value: Option<&str>) -> Option<u32> {
+    value.and_then(|v| v.parse().ok()).filter(|d| *d >= 1)
 }
 
 #[cfg(test)]
@@ -78,5 +108,15 @@ mod tests {
             "delete,restore"
         );
         assert!(Preference::parse("nope").is_none());
+        let days = Preference::parse("audit.retention_days").unwrap();
+        assert_eq!(days.check(" 365 ").unwrap(), "365");
+        assert_eq!(days.check("").unwrap(), "none");
+        assert_eq!(days.check("none").unwrap(), "none");
+        for bad in ["0", "-3", "1.5", "forever", "36501"] {
+            assert!(days.check(bad).is_err(), "{bad}");
+        }
+        assert_eq!(retention_days(Some("365")), Some(365));
+        assert_eq!(retention_days(Some("none")), None);
+        assert_eq!(retention_days(None), None);
     }
 }

@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use jiff::{Timestamp, tz::TimeZone};
 use serde_json::Value;
 
-use super::{ActorRef, Command, Context, Error, NewSession, Outcome};
-use crate::audit::checkpoint::{Checkpoint, Signer};
+use super::{ActorRef, Archived, Command, Context, Error, MAX_ARCHIVE, NewSession, Outcome};
+use crate::audit::{
+    archive,
+    checkpoint::{Checkpoint, Signer},
+};
 use crate::domain::{
     audit::{
         Action, Actor, ActorKind, Authoriser, Category, CommunicationRef, Entry, NoteRef,
@@ -49,13 +52,19 @@ pub(super) struct State {
     pub alarm: Option<String>,
     /// The time of the log's last entry (the epoch for an empty log).
     pub last_ts: Timestamp,
+    /// Appends add tree nodes; only the benchmark of what the tree costs turns this off.
+    pub tree: bool,
 }
 
 impl State {
-    pub async fn load(tx: &mut WriteTx) -> Result<Self, Error> {
+    pub async fn load(tx: &mut WriteTx, tree: bool) -> Result<Self, Error> {
         let next_idx = audit_log::head_size(tx).await?;
         let size = u64::try_from(next_idx).unwrap_or(0);
-        let ids = Frontier::node_ids(size);
+        let ids = if tree {
+            Frontier::node_ids(size)
+        } else {
+            Vec::new()
+        };
         let stored = audit_log::nodes_for_write(tx, &ids).await?;
         let rebuilt = stored.len() != ids.len();
         if rebuilt && !audit_log::tree_is_empty(tx).await? {
@@ -65,7 +74,9 @@ impl State {
                 "the head counts {next_idx} entries but the tree does not cover them all"
             )));
         }
-        let frontier = if rebuilt {
+        let frontier = if !tree {
+            Frontier::new()
+        } else if rebuilt {
             build_tree(tx, next_idx).await?
         } else {
             let map: BTreeMap<(u8, u64), [u8; 32]> =
@@ -83,6 +94,7 @@ impl State {
             rebuilt,
             alarm: None,
             last_ts,
+            tree,
         })
     }
 
@@ -370,6 +382,15 @@ async fn dispatch(
             }
             run.checkpoint(signer).await
         }
+        Command::Archive { before, out } => {
+            let signer = signer.ok_or_else(|| {
+                Error::NotPermitted("this ledger was started without a signing key".into())
+            })?;
+            if let Some(alarm) = &run.state.alarm {
+                return Err(Error::Tampered(format!("refusing to sign: {alarm}")));
+            }
+            run.archive(signer, before, &out).await
+        }
     }
 }
 
@@ -606,8 +627,10 @@ impl Run<'_> {
             },
         )
         .await?;
-        let nodes = self.state.frontier.push(hash);
-        audit_log::insert_nodes(self.tx, &nodes).await?;
+        if self.state.tree {
+            let nodes = self.state.frontier.push(hash);
+            audit_log::insert_nodes(self.tx, &nodes).await?;
+        }
         self.state.next_idx += 1;
         Ok(Some(idx))
     }
@@ -1614,6 +1637,124 @@ impl Run<'_> {
             record: Some(record),
             changed: true,
             audit_index,
+            ..Default::default()
+        })
+    }
+}
+
+impl Run<'_> {
+    /// Moves the oldest entries timed before `before` into a signed archive file: their
+    /// System entry and a checkpoint covering it first; then the file, checked as an
+    /// auditor would and durable before the commit; then the run's record and the
+    /// bodies' removal (which the guard trigger allows only now). If the commit fails
+    /// after all, a file that verifies on its own is left and nothing left the database.
+    async fn archive(
+        &mut self,
+        signer: &Signer,
+        before: Timestamp,
+        out: &std::path::Path,
+    ) -> Result<Outcome, Error> {
+        self.permit(Permission::new(Feature::AuditLogs, Level::Full))
+            .await?;
+        let refuse = |why: String| Error::Tampered(format!("refusing to archive: {why}"));
+        let previous = audit_log::last_archive_run_for_write(self.tx).await?;
+        let first = previous.as_ref().map_or(0, |r| r.to_idx);
+        let cut = audit_log::first_at_or_after_for_write(self.tx, before.as_microsecond())
+            .await?
+            .unwrap_or(self.state.next_idx);
+        let end = cut.min(first + MAX_ARCHIVE);
+        if end <= first {
+            return Ok(Outcome::default());
+        }
+        let mut entries = Vec::new();
+        for (idx, bytes, leaf) in audit_log::bodies_for_write(self.tx, first, end).await? {
+            // Nothing leaves the database that is not what was appended.
+            if idx != first + entries.len() as i64 || leaf_hash(&bytes).as_slice() != leaf {
+                return Err(refuse(format!("entry {idx} is not as it was appended")));
+            }
+            entries.push(String::from_utf8(bytes).map_err(|_| refuse(format!("entry {idx}")))?);
+        }
+        if entries.len() as i64 != end - first {
+            return Err(refuse(format!(
+                "entries {first} to {end} are not all there"
+            )));
+        }
+        let file = if out.is_dir() {
+            out.join(format!("archive-{first:012}-{end:012}.json"))
+        } else {
+            out.to_owned()
+        };
+        let said = |field: &str, new: Value| Change {
+            field: field.into(),
+            old: Value::Null,
+            new,
+        };
+        let changes = vec![
+            said("from", first.into()),
+            said("to", end.into()),
+            said("before", before.to_string().into()),
+            said("file", file.display().to_string().into()),
+        ];
+        let audit_index = self
+            .log(Category::System, Action::Archive, None, changes, None)
+            .await?;
+        let note = self
+            .checkpoint(signer)
+            .await?
+            .checkpoint
+            .unwrap_or_default();
+        let tree_size = u64::try_from(self.state.next_idx).unwrap_or(0);
+        let (first_u, end_u) = (first as u64, end as u64);
+        let previous_size = previous.map(|r| r.tree_size as u64);
+        let ids = archive::node_ids(first_u, end_u, tree_size, previous_size)
+            .map_err(|e| refuse(e.to_string()))?;
+        let nodes: BTreeMap<(u8, u64), [u8; 32]> = audit_log::nodes_for_write(self.tx, &ids)
+            .await?
+            .into_iter()
+            .map(|(l, i, h)| ((l, i), h))
+            .collect();
+        if let Some((l, i)) = ids.iter().find(|id| !nodes.contains_key(id)) {
+            return Err(refuse(format!("tree node {l}/{i} is missing")));
+        }
+        let verifier = signer.verifier();
+        let built = archive::build(
+            first_u,
+            entries,
+            tree_size,
+            previous_size,
+            note.clone(),
+            &verifier,
+            |l, i| nodes[&(l, i)],
+        )
+        .map_err(|e| refuse(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&built).map_err(|e| refuse(e.to_string()))?;
+        archive::check(&bytes, Some(&verifier)).map_err(|e| refuse(e.to_string()))?;
+        let run = audit_log::ArchiveRun {
+            from_idx: first,
+            to_idx: end,
+            entry_idx: audit_index.unwrap_or(-1),
+            tree_size: self.state.next_idx,
+            ts: self.micros(),
+            file: file.display().to_string(),
+        };
+        audit_log::insert_archive_run(self.tx, &run).await?;
+        audit_log::clear_bodies(self.tx, first, end).await?;
+        let target = file.clone();
+        tokio::task::spawn_blocking(move || archive::write_new(&target, &bytes))
+            .await
+            .map_err(std::io::Error::other)
+            .flatten()
+            .map_err(|e| Error::NotSaved(format!("cannot write {}: {e}", file.display())))?;
+        Ok(Outcome {
+            changed: true,
+            audit_index,
+            checkpoint: Some(note),
+            archived: Some(Archived {
+                first,
+                end,
+                file,
+                more: cut > end,
+            }),
             ..Default::default()
         })
     }

@@ -134,6 +134,29 @@ pub enum Command {
         action: String,
         record: Option<(RecordKind, i64)>,
     },
+    /// Moves the bodies of the oldest entries timed before `before` (at most
+    /// [`MAX_ARCHIVE`] a run) into a signed archive file at `out` (or, if `out` is a
+    /// directory, a file named after the entries in it), made durable before the commit.
+    /// Appends a System entry and a checkpoint first. Needs the signing key.
+    Archive {
+        before: jiff::Timestamp,
+        out: std::path::PathBuf,
+    },
+}
+
+/// The most entries one archive run moves: a bound on the memory it takes and on how
+/// long it holds the writer.
+pub const MAX_ARCHIVE: i64 = 100_000;
+
+/// What an archive run did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Archived {
+    /// The entries `[first, end)` whose bodies are now in `file`.
+    pub first: i64,
+    pub end: i64,
+    pub file: std::path::PathBuf,
+    /// More entries are older than the cut than one run takes: run again.
+    pub more: bool,
 }
 
 /// A browser session as the ledger stores it: the secret's hash, never the secret.
@@ -222,6 +245,8 @@ pub struct Outcome {
     pub notes_revision: Option<i64>,
     /// The signed note a checkpoint made.
     pub checkpoint: Option<String>,
+    /// What an archive run moved, and where.
+    pub archived: Option<Archived>,
     /// The id of the API token made.
     pub token_id: Option<i64>,
     /// The answer was the first result of an earlier request with the same key.

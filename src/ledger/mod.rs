@@ -11,7 +11,9 @@ mod writer;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use command::{ActorRef, Command, Context, Idempotency, NewSession, Outcome};
+pub use command::{
+    ActorRef, Archived, Command, Context, Idempotency, MAX_ARCHIVE, NewSession, Outcome,
+};
 pub use error::Error;
 
 use crate::audit::checkpoint::Signer;
@@ -135,9 +137,26 @@ impl Ledger {
         signer: Option<Signer>,
         clock: Clock,
     ) -> Result<Self, Error> {
+        Self::start_writer(db, signer, clock, true).await
+    }
+
+    /// A ledger whose appends write no Merkle tree: only for the benchmark that measures
+    /// what the tree costs a write. Its log has no tree, so `audit verify` fails it.
+    #[doc(hidden)]
+    pub async fn start_without_tree(db: Db) -> Result<Self, Error> {
+        Self::start_writer(db, None, Clock::default(), false).await
+    }
+
+    async fn start_writer(
+        db: Db,
+        signer: Option<Signer>,
+        clock: Clock,
+        tree: bool,
+    ) -> Result<Self, Error> {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let stats = std::sync::Arc::new(writer::Stats::default());
-        tokio::spawn(writer::run(db.clone(), jobs, signer, clock, stats.clone()));
+        let writer = writer::run(db.clone(), jobs, signer, clock, stats.clone(), tree);
+        tokio::spawn(writer);
         let ledger = Self { db, queue, stats };
         ledger.submit(Context::system(), Command::Install).await?;
         Ok(ledger)

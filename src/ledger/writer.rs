@@ -22,8 +22,9 @@ const MAX_BATCH: usize = 256;
 /// What the writer remembers of the tree between batches: the size and root it left
 /// (appends by other processes extend that tree; anything else is tampering), and the
 /// alarm once raised, which stops all signing until a restart after `audit verify`.
-#[derive(Default)]
 struct Watch {
+    /// Appends keep the tree (always, but in the benchmark of what the tree costs).
+    tree: bool,
     left: Option<(u64, Hash)>,
     alarm: Option<String>,
     /// The clock was behind the log at the last batch (so that was already recorded).
@@ -48,10 +49,16 @@ pub(super) async fn run(
     signer: Option<Signer>,
     clock: Clock,
     stats: std::sync::Arc<Stats>,
+    tree: bool,
 ) {
     let seal = Seal(());
     let mut last = Timestamp::UNIX_EPOCH;
-    let mut watch = Watch::default();
+    let mut watch = Watch {
+        tree,
+        left: None,
+        alarm: None,
+        clock_behind: false,
+    };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let size = batch.len() as u64;
@@ -98,7 +105,7 @@ async fn run_batch(
         Ok(tx) => tx,
         Err(e) => return fail_all(jobs.into_iter().map(|j| j.reply), &e.into()),
     };
-    let mut state = match apply::State::load(&mut tx).await {
+    let mut state = match apply::State::load(&mut tx, watch.tree).await {
         Ok(s) => s,
         Err(e) => return fail_all(jobs.into_iter().map(|j| j.reply), &e),
     };
@@ -108,6 +115,7 @@ async fn run_batch(
     // it), and another process may have appended since this writer last did.
     *last = (*last).max(state.last_ts);
     if watch.alarm.is_none()
+        && watch.tree
         && let Some(problem) = changed_behind_our_back(&mut tx, &state, watch.left).await
     {
         tracing::error!(%problem, "the audit log was changed outside Keeptrack; no more checkpoints");
@@ -199,6 +207,12 @@ async fn changed_behind_our_back(
             "the log has {} entries; this writer left it with {size}",
             state.frontier.size()
         ));
+    }
+    // Nobody appended since: the frontier was just built from the stored nodes at this
+    // size, so its root is theirs, and reading them again would tell nothing more.
+    if state.frontier.size() == size {
+        return (state.frontier.root() != root)
+            .then(|| format!("the first {size} entries no longer have the root this writer left"));
     }
     let ids = Frontier::node_ids(size);
     let nodes = match audit_log::nodes_for_write(tx, &ids).await {

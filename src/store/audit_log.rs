@@ -112,11 +112,9 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
         ));
     }
     values.push(SqlValue::Int(Some(f.limit)));
-    let filter = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
+    // Archived entries keep their row but not their body: they are in archive files.
+    clauses.push("length(entry) > 0".to_owned());
+    let filter = format!("WHERE {}", clauses.join(" AND "));
     let sql = format!(
         "SELECT idx, ts, entry FROM audit_log {filter} ORDER BY ts DESC, idx DESC LIMIT ${}",
         values.len()
@@ -244,22 +242,169 @@ pub struct Row {
 
 /// Rows from `from_idx` up to (not including) `to_idx`, in index order, at most `limit`.
 pub async fn rows(db: &Db, from_idx: i64, to_idx: i64, limit: i64) -> Result<Vec<Row>> {
-    let sql = "SELECT idx, ts, category, action, actor_kind, actor_id, record_type, record_id, \
-               entry AS bytes, leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2 \
-               ORDER BY idx LIMIT $3";
     let mut conn = db.acquire().await?;
-    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).bind(from_idx).bind(to_idx).bind(limit)
-        .fetch_all(&mut *c).await?))
+    match conn.conn() {
+        super::Conn::Sqlite(c) => packed_rows(c, from_idx, to_idx, limit).await,
+        super::Conn::Postgres(c) => {
+            let sql = "SELECT idx, ts, category, action, actor_kind, actor_id, record_type, \
+                       record_id, entry AS bytes, leaf_hash FROM audit_log \
+                       WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3";
+            Ok(sqlx::query_as(sql)
+                .bind(from_idx)
+                .bind(to_idx)
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await?)
+        }
+    }
+}
+
+/// The columns of a packed row, and the lengths of its two blobs in bytes (None if NULL).
+type PackedColumns = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<usize>,
+    Option<usize>,
+);
+
+/// On SQLite, [`rows`] as one result row: sqlx hands every row from SQLite's thread to the
+/// reader's, which costs several times more than reading it; a page of thousands of
+/// entries, packed by SQLite into a JSON array of their columns and two concatenated
+/// blobs, crosses once. The three aggregates read one stream of rows, in the subquery's
+/// order, so the n-th column set goes with the n-th body and hash (and the columns carry
+/// `idx`, so an order other than the index's would show as damage, never be hidden).
+/// `CAST(... AS BLOB)` keeps the bytes exactly as stored, whatever their type; a NULL,
+/// which no entry may be, is read as an empty body or hash.
+async fn packed_rows(
+    c: &mut sqlx::SqliteConnection,
+    from_idx: i64,
+    to_idx: i64,
+    limit: i64,
+) -> Result<Vec<Row>> {
+    let sql = "SELECT \
+          json_group_array(json_array(idx, ts, category, action, actor_kind, actor_id, \
+              record_type, record_id, length(CAST(entry AS BLOB)), \
+              length(CAST(leaf_hash AS BLOB)))), \
+          CAST(group_concat(CAST(entry AS BLOB), '') AS BLOB), \
+          CAST(group_concat(CAST(leaf_hash AS BLOB), '') AS BLOB) \
+        FROM (SELECT * FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3)";
+    let (columns, entries, hashes): (String, Option<Vec<u8>>, Option<Vec<u8>>) =
+        sqlx::query_as(sql)
+            .bind(from_idx)
+            .bind(to_idx)
+            .bind(limit)
+            .fetch_one(&mut *c)
+            .await?;
+    let columns: Vec<PackedColumns> = serde_json::from_str(&columns)
+        .map_err(|e| super::Error::Corrupt(format!("a packed page of the log: {e}")))?;
+    let (entries, hashes) = (entries.unwrap_or_default(), hashes.unwrap_or_default());
+    let (mut at_entry, mut at_hash) = (0, 0);
+    let take = |all: &[u8], at: &mut usize, len: Option<usize>| {
+        let len = len.unwrap_or(0);
+        let part = all.get(*at..*at + len).map(<[u8]>::to_vec);
+        *at += len;
+        part.ok_or_else(|| super::Error::Corrupt("a packed page of the log is short".into()))
+    };
+    columns
+        .into_iter()
+        .map(
+            |(idx, ts, category, action, actor_kind, actor_id, record_type, record_id, e, h)| {
+                Ok(Row {
+                    idx,
+                    ts,
+                    category,
+                    action,
+                    actor_kind,
+                    actor_id,
+                    record_type,
+                    record_id,
+                    bytes: take(&entries, &mut at_entry, e)?,
+                    leaf_hash: take(&hashes, &mut at_hash, h)?,
+                })
+            },
+        )
+        .collect()
 }
 
 /// The stored tree nodes completed by the leaves `[from, to)`: those whose span ends there.
+/// Node `(L, i)` spans leaves `[i·2^L, (i+1)·2^L)`, so at each level they are one range of
+/// `i`, which the `(level, idx)` key serves: no scan of the whole tree.
 pub async fn nodes_in_range(db: &Db, from_leaf: u64, to_leaf: u64) -> Result<Vec<Node>> {
-    let sql = "SELECT level, idx, hash FROM audit_tree \
-               WHERE (idx + 1) * (CAST(1 AS BIGINT) << CAST(level AS INTEGER)) - 1 >= $1 \
-               AND (idx + 1) * (CAST(1 AS BIGINT) << CAST(level AS INTEGER)) - 1 < $2";
+    let mut clauses = Vec::new();
+    let mut values = Vec::new();
+    for level in 0..63u32 {
+        // (i+1)·2^L - 1 >= from  and  (i+1)·2^L - 1 < to
+        let lo = ((from_leaf + (1 << level)) >> level).saturating_sub(1);
+        let hi = to_leaf >> level;
+        if hi == 0 {
+            break;
+        }
+        if lo < hi {
+            let n = values.len();
+            clauses.push(format!(
+                "(level = ${} AND idx >= ${} AND idx < ${})",
+                n + 1,
+                n + 2,
+                n + 3
+            ));
+            let int = |v: u64| SqlValue::Int(Some(i64::try_from(v).unwrap_or(i64::MAX)));
+            values.extend([int(u64::from(level)), int(lo), int(hi)]);
+        }
+    }
+    if clauses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let filter = clauses.join(" OR ");
     let mut conn = db.acquire().await?;
-    let rows: Vec<(i64, i64, Vec<u8>)> = on_conn!(conn.conn(), c =>
-        sqlx::query_as(sql).bind(from_leaf as i64).bind(to_leaf as i64).fetch_all(&mut *c).await?);
+    let rows: Vec<(i64, i64, Vec<u8>)> = match conn.conn() {
+        // Packed into one result row on SQLite, as in `packed_rows` and for its reason.
+        super::Conn::Sqlite(c) => {
+            let sql = format!(
+                "SELECT json_group_array(json_array(level, idx, length(CAST(hash AS BLOB)))), \
+                 CAST(group_concat(CAST(hash AS BLOB), '') AS BLOB) \
+                 FROM audit_tree WHERE {filter}"
+            );
+            let row = bind_all(sqlx::query(trusted(sql)), values)
+                .fetch_one(&mut *c)
+                .await?;
+            let columns: String = sqlx::Row::try_get(&row, 0)?;
+            let hashes: Option<Vec<u8>> = sqlx::Row::try_get(&row, 1)?;
+            let hashes = hashes.unwrap_or_default();
+            let ids: Vec<(i64, i64, Option<usize>)> = serde_json::from_str(&columns)
+                .map_err(|e| super::Error::Corrupt(format!("packed tree nodes: {e}")))?;
+            let mut at = 0;
+            ids.into_iter()
+                .map(|(level, idx, len)| {
+                    let len = len.unwrap_or(0);
+                    let hash = hashes.get(at..at + len).map(<[u8]>::to_vec);
+                    at += len;
+                    hash.map(|h| (level, idx, h))
+                        .ok_or_else(|| super::Error::Corrupt("packed tree nodes are short".into()))
+                })
+                .collect::<Result<_>>()?
+        }
+        super::Conn::Postgres(c) => {
+            let sql = format!("SELECT level, idx, hash FROM audit_tree WHERE {filter}");
+            bind_all(sqlx::query(trusted(sql)), values)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok((
+                        sqlx::Row::try_get(r, 0)?,
+                        sqlx::Row::try_get(r, 1)?,
+                        sqlx::Row::try_get(r, 2)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        }
+    };
     rows.into_iter()
         .map(|(level, idx, hash)| {
             let hash: [u8; 32] = hash.try_into().map_err(|_| {
@@ -323,4 +468,75 @@ pub async fn tree_is_empty(tx: &mut WriteTx) -> Result<bool> {
     let n: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar("SELECT COUNT(*) FROM audit_tree")
         .fetch_one(&mut *c).await?);
     Ok(n == 0)
+}
+
+/// One archive run as recorded beside the log.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ArchiveRun {
+    pub from_idx: i64,
+    pub to_idx: i64,
+    pub entry_idx: i64,
+    pub tree_size: i64,
+    pub ts: i64,
+    pub file: String,
+}
+
+/// The newest archive run, under the writer's lock.
+pub async fn last_archive_run_for_write(tx: &mut WriteTx) -> Result<Option<ArchiveRun>> {
+    let sql = "SELECT from_idx, to_idx, entry_idx, tree_size, ts, file FROM audit_archive \
+               ORDER BY id DESC LIMIT 1";
+    on_conn!(tx.conn(), c => Ok(sqlx::query_as(sql).fetch_optional(&mut *c).await?))
+}
+
+/// Every archive run, oldest first.
+pub async fn archive_runs(db: &Db) -> Result<Vec<ArchiveRun>> {
+    let sql = "SELECT from_idx, to_idx, entry_idx, tree_size, ts, file FROM audit_archive \
+               ORDER BY id";
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).fetch_all(&mut *c).await?))
+}
+
+/// The first entry timed at or after `ts`, if any, under the writer's lock.
+pub async fn first_at_or_after_for_write(tx: &mut WriteTx, ts: i64) -> Result<Option<i64>> {
+    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar("SELECT MIN(idx) FROM audit_log WHERE ts >= $1")
+        .bind(ts).fetch_one(&mut *c).await?))
+}
+
+/// Entries `[from, to)` as stored: index, bytes and leaf hash, in index order.
+pub async fn bodies_for_write(
+    tx: &mut WriteTx,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>> {
+    let sql = "SELECT idx, entry, leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2 \
+               ORDER BY idx";
+    on_conn!(tx.conn(), c => Ok(sqlx::query_as(sql).bind(from).bind(to).fetch_all(&mut *c).await?))
+}
+
+/// Records an archive run. It must precede [`clear_bodies`]: the guard trigger lets
+/// bodies go only inside the newest run, in the transaction that appended its entry.
+pub async fn insert_archive_run(tx: &mut WriteTx, run: &ArchiveRun) -> Result<()> {
+    let sql = "INSERT INTO audit_archive (from_idx, to_idx, entry_idx, tree_size, ts, file) \
+               VALUES ($1, $2, $3, $4, $5, $6)";
+    on_conn!(tx.conn(), c => sqlx::query(sql)
+        .bind(run.from_idx).bind(run.to_idx).bind(run.entry_idx).bind(run.tree_size)
+        .bind(run.ts).bind(&run.file)
+        .execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+/// Empties the bodies of entries `[from, to)` (an archive run's; see the guard trigger).
+pub async fn clear_bodies(tx: &mut WriteTx, from: i64, to: i64) -> Result<()> {
+    let sql = "UPDATE audit_log SET entry = $1 WHERE idx >= $2 AND idx < $3";
+    on_conn!(tx.conn(), c => sqlx::query(sql).bind(Vec::<u8>::new()).bind(from).bind(to)
+        .execute(&mut *c).await.map(|_| ())?);
+    Ok(())
+}
+
+/// The newest entry whose action column says `archive`, below `size`: (index, bytes).
+pub async fn newest_archive_entry(db: &Db, size: i64) -> Result<Option<(i64, Vec<u8>)>> {
+    let sql = "SELECT idx, entry FROM audit_log WHERE action = 'archive' AND idx < $1 \
+               ORDER BY idx DESC LIMIT 1";
+    let mut conn = db.acquire().await?;
+    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).bind(size).fetch_optional(&mut *c).await?))
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::helpers::new_database_url;
 
 /// Each studio's working directory, where its signing key and checkpoints go.
-fn workdir(url: &str) -> std::path::PathBuf {
+pub(crate) fn workdir(url: &str) -> std::path::PathBuf {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     url.hash(&mut h);
@@ -215,7 +215,7 @@ fn http(
 }
 
 /// A running `keeptrack serve`, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     addr: String,
     /// What it printed before its address.
@@ -227,7 +227,7 @@ impl Server {
         Self::start_with(url, &[])
     }
 
-    fn start_with(url: &str, extra: &[&str]) -> Self {
+    pub(crate) fn start_with(url: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keeptrack"))
             .current_dir(workdir(url))
             .args(["serve", "--listen", "127.0.0.1:0"])

@@ -92,6 +92,11 @@ impl TestApp {
 
     async fn on(postgres: bool) -> Option<Self> {
         let (url, dir) = new_database_url(postgres).await?;
+        Some(Self::at(url, dir).await)
+    }
+
+    /// A studio in the database at `url`, with its owner, a manager and a staff member.
+    pub async fn at(url: String, dir: Option<tempfile::TempDir>) -> Self {
         let db = Db::open(&url).await.unwrap();
         let ledger = Ledger::start(db.clone()).await.unwrap();
         let mut app = Self {
@@ -106,7 +111,7 @@ impl TestApp {
         app.owner = app.add_user("owner", "Olive Owner", "OO", "owner").await;
         app.manager = app.add_user("mary", "Mary K Hill", "MKH", "manager").await;
         app.staff = app.add_user("sam", "Sam Staff", "SS", "staff").await;
-        Some(app)
+        app
     }
 
     /// Another fresh studio on the same database server.

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod access;
+mod archive;
 mod audit_queries;
 mod checkpoints;
 mod cli;
@@ -17,6 +18,7 @@ mod incremental;
 mod ledger_records;
 mod ledger_rules;
 mod notes;
+mod pg_role;
 mod reasons;
 mod replay;
 mod split_view;
