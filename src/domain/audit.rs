@@ -327,11 +327,44 @@ pub struct Entry {
 impl Entry {
     /// The canonical bytes (RFC 8785). Computed once, at append; never recomputed to verify.
     pub fn to_canonical_bytes(&self) -> Vec<u8> {
-        serde_json_canonicalizer::to_vec(self).expect("entries hold only JSON-safe values")
+        canonical_json(self)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+}
+
+/// RFC 8785 canonical JSON. By the book it costs about 12 µs an entry, on every append and
+/// in verify for every entry. For a value whose numbers are integers a double holds
+/// exactly and whose keys are ASCII, serde_json writing a `Value` (maps sorted by key, no
+/// whitespace, the same string escapes) gives the very same bytes, several times faster;
+/// anything else takes the canonicaliser.
+fn canonical_json<T: Serialize>(t: &T) -> Vec<u8> {
+    if let Ok(value) = serde_json::to_value(t)
+        && is_plain(&value)
+        && let Ok(bytes) = serde_json::to_vec(&value)
+    {
+        return bytes;
+    }
+    serde_json_canonicalizer::to_vec(t).expect("entries hold only JSON-safe values")
+}
+
+/// Whether serde_json writes `v` exactly as RFC 8785 does: every number an integer of at
+/// most 2^53 in size (RFC 8785 writes numbers as doubles), every key ASCII (it sorts keys
+/// by UTF-16 code units, which for ASCII is byte order, as `Map`'s is).
+fn is_plain(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    const EXACT: u64 = 1 << 53;
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .map(i64::unsigned_abs)
+            .or(n.as_u64())
+            .is_some_and(|m| m <= EXACT),
+        Value::Array(items) => items.iter().all(is_plain),
+        Value::Object(map) => map.iter().all(|(k, v)| k.is_ascii() && is_plain(v)),
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
     }
 }
 
@@ -409,5 +442,45 @@ mod tests {
             h.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
         );
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-(1i64 << 54)..(1i64 << 54)).prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            "[\\x00-\\x7f]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![any::<String>(), "[a-z_A-Z0-9]{0,8}"],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(20_000))]
+        /// The fast path writes exactly what the RFC 8785 canonicaliser writes.
+        #[test]
+        fn canonical_json_is_rfc8785(v in json_value()) {
+            proptest::prop_assert_eq!(
+                canonical_json(&v),
+                serde_json_canonicalizer::to_vec(&v).unwrap()
+            );
+        }
     }
 }
