@@ -179,19 +179,19 @@ pub async fn verify_from(
             detail,
         });
     };
+    // What the head vouched for when we began; later appends are checked by count.
+    let mut next = tokio::spawn(page(db.clone(), expected, head_size));
     loop {
-        // What the head vouched for when we began; later appends are checked by count.
-        let rows = audit_log::rows(db, expected, head_size, PAGE).await?;
+        // Nothing aborts the read, so it ends or panics; a panic goes on here.
+        let read = next
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let (rows, stored) = read?;
         if rows.is_empty() {
             break;
         }
-        let first_leaf = u64::try_from(expected).unwrap_or(0);
-        let stored: BTreeMap<(u8, u64), Hash> =
-            audit_log::nodes_in_range(db, first_leaf, first_leaf + rows.len() as u64 + 1)
-                .await?
-                .into_iter()
-                .map(|(l, i, h)| ((l, i), h))
-                .collect();
+        // The next page is read (on the database's thread) while this one is checked.
+        next = tokio::spawn(page(db.clone(), expected + rows.len() as i64, head_size));
         for row in &rows {
             if row.idx != expected {
                 find(
@@ -559,6 +559,26 @@ fn split_views(trusted: &[(String, Checkpoint)], roots_at: &BTreeMap<u64, Hash>)
         }
     }
     findings
+}
+
+/// A page of entries from `from`, and the tree nodes they complete.
+async fn page(
+    db: Db,
+    from: i64,
+    head_size: i64,
+) -> Result<(Vec<audit_log::Row>, BTreeMap<(u8, u64), Hash>), store::Error> {
+    let rows = audit_log::rows(&db, from, head_size, PAGE).await?;
+    let first_leaf = u64::try_from(from).unwrap_or(0);
+    let stored = if rows.is_empty() {
+        BTreeMap::new()
+    } else {
+        audit_log::nodes_in_range(&db, first_leaf, first_leaf + rows.len() as u64 + 1)
+            .await?
+            .into_iter()
+            .map(|(l, i, h)| ((l, i), h))
+            .collect()
+    };
+    Ok((rows, stored))
 }
 
 /// What a `clock_backwards` entry says, as a warning: the log is fine, but the times of
