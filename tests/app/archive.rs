@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use keeptrack::{
     audit::{
         checkpoint::{Signer, create_key_files, public_key_path},
-        verify::{Anchors, Damage, verify},
+        verify::Damage,
     },
     clock::Clock,
     domain::{audit::Action, record::RecordKind},
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::both;
 use crate::cli::{Server, workdir};
-use crate::helpers::{TestApp, fields, new_database_url, run_cli};
+use crate::helpers::{TestApp, fields, new_database_url, run_cli, verify_now};
 
 fn text(out: &std::process::Output) -> String {
     format!(
@@ -282,14 +282,7 @@ both!(
         for sql in &refused {
             assert!(!allowed(&app.db, sql).await, "allowed: {sql}");
         }
-        let report = verify(
-            &app.db,
-            Anchors::default(),
-            keeptrack::clock::now(),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+        let report = verify_now(&app.db).await;
         assert!(report.findings.is_empty(), "{report:?}");
         assert_eq!(report.archived, n1);
 
@@ -313,14 +306,7 @@ both!(
             )
             .await
         );
-        let report = verify(
-            &app.db,
-            Anchors::default(),
-            keeptrack::clock::now(),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+        let report = verify_now(&app.db).await;
         let first = &report.findings[0];
         assert_eq!(
             (first.damage, first.index),

@@ -12,7 +12,7 @@ use keeptrack::{
 };
 
 use crate::both;
-use crate::helpers::{TestApp, drop_guards, exec};
+use crate::helpers::{TestApp, drop_guards, exec, verify_now};
 
 /// A studio with a signing writer; returns the ledger and the signed note.
 pub(crate) async fn signed(app: &TestApp) -> (Ledger, Signer, String) {
@@ -170,14 +170,7 @@ both!(
         .unwrap();
         rehash_everything(&app.db).await;
         // Without the anchor, the log agrees with itself...
-        let alone = verify(
-            &app.db,
-            Anchors::default(),
-            keeptrack::clock::now(),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+        let alone = verify_now(&app.db).await;
         assert!(alone.findings.is_empty(), "{alone:?}");
         // ...but not with the checkpoint kept off the machine.
         let report = verify(

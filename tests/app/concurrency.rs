@@ -5,7 +5,6 @@
 use std::process::{Command, Stdio};
 
 use keeptrack::{
-    audit::verify::{Anchors, verify},
     domain::record::RecordKind,
     ledger::{Command as LedgerCommand, Context},
     store::{self, Db},
@@ -13,7 +12,7 @@ use keeptrack::{
 use serde_json::json;
 
 use crate::both;
-use crate::helpers::new_database_url;
+use crate::helpers::{new_database_url, verify_now};
 
 fn writes() -> usize {
     std::env::var("KEEPTRACK_LOAD_WRITES")
@@ -50,9 +49,7 @@ both!(
         let checker = tokio::spawn(async move {
             let mut passes = 0;
             while !*stopped.borrow_and_update() {
-                let report = verify(&db, Anchors::default(), keeptrack::clock::now(), |_, _| {})
-                    .await
-                    .unwrap();
+                let report = verify_now(&db).await;
                 assert!(
                     report.findings.is_empty(),
                     "verify during the load: {report:?}"
@@ -77,14 +74,7 @@ both!(
             (start..start + total).collect::<Vec<_>>(),
             "no gap, no duplicate"
         );
-        let report = verify(
-            &app.db,
-            Anchors::default(),
-            keeptrack::clock::now(),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+        let report = verify_now(&app.db).await;
         assert!(report.findings.is_empty(), "{report:?}");
         assert_eq!(report.entries, start + total);
     }
@@ -116,9 +106,7 @@ async fn two_processes_on_one_postgres_database_make_one_log() {
         + String::from_utf8(b.stdout).unwrap().lines().count();
     assert_eq!(acks, 64 * per_writer.parse::<usize>().unwrap());
     let db = Db::connect(&url).await.unwrap();
-    let report = verify(&db, Anchors::default(), keeptrack::clock::now(), |_, _| {})
-        .await
-        .unwrap();
+    let report = verify_now(&db).await;
     assert!(report.findings.is_empty(), "{report:?}");
     // Both processes installed nothing twice: one origin, one install entry.
     let installs = keeptrack::audit::list(

@@ -10,12 +10,9 @@ use std::{
     time::Duration,
 };
 
-use keeptrack::{
-    audit::verify::{Anchors, verify},
-    store::Db,
-};
+use keeptrack::store::Db;
 
-use crate::helpers::new_database_url;
+use crate::helpers::{new_database_url, verify_now};
 
 /// Every client by id, and how many clients lack their creation entry or entries their
 /// client. The counts come from one statement, so one snapshot: on PostgreSQL a killed
@@ -108,9 +105,7 @@ async fn kill_nine(postgres: bool, default_runs: usize) {
         );
         acked_total += acks.len();
         if run % 10 == 9 || run % KILLS_PER_DATABASE == KILLS_PER_DATABASE - 1 || run == runs - 1 {
-            let report = verify(&db, Anchors::default(), keeptrack::clock::now(), |_, _| {})
-                .await
-                .unwrap();
+            let report = verify_now(&db).await;
             assert!(report.findings.is_empty(), "run {run}: {report:?}");
         }
         db.close().await;

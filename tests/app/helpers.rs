@@ -300,3 +300,11 @@ pub fn run_cli(dir: &std::path::Path, url: &str, args: &[&str]) -> std::process:
         .output()
         .expect("run keeptrack")
 }
+
+/// `audit verify` of the whole log now, with no anchors but the database's own.
+pub async fn verify_now(db: &Db) -> keeptrack::audit::verify::Report {
+    use keeptrack::audit::verify::{Anchors, verify};
+    verify(db, Anchors::default(), keeptrack::clock::now(), |_, _| {})
+        .await
+        .expect("the log can be read")
+}

@@ -2,15 +2,12 @@
 //! docs/postgres-role.sql, and that role cannot rewrite the log by any SQL of its own.
 
 use keeptrack::{
-    audit::{
-        checkpoint::create_key_files,
-        verify::{Anchors, verify},
-    },
+    audit::checkpoint::create_key_files,
     store::{self, Db},
 };
 use serde_json::json;
 
-use crate::helpers::{TestApp, new_database_url, run_cli};
+use crate::helpers::{TestApp, new_database_url, run_cli, verify_now};
 use crate::http::Api;
 
 /// Runs SQL (any number of statements) as `db`'s role.
@@ -153,13 +150,6 @@ async fn the_server_role_appends_to_the_log_and_cannot_rewrite_it() {
         .await
         .expect_err("the trigger refuses");
     assert!(why.contains("append-only"), "{why}");
-    let report = verify(
-        &app.db,
-        Anchors::default(),
-        keeptrack::clock::now(),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = verify_now(&app.db).await;
     assert!(report.findings.is_empty(), "{report:?}");
 }
