@@ -202,3 +202,41 @@ both!(
         assert_eq!(tried, 17);
     }
 );
+
+both!(a_deleted_or_forged_tree_node_is_found_at_its_entry, |app| {
+    let [_, middle, _] = studio(&app).await;
+    // Node 1/k covers leaves 2k and 2k+1, and is checked when the second is recomputed.
+    let k = middle / 2;
+    exec(
+        &app.db,
+        &format!("DELETE FROM audit_tree WHERE level = 1 AND idx = {k}"),
+    )
+    .await;
+    let report = verify_now(&app.db).await;
+    assert_eq!(
+        first(&report),
+        Some((Damage::Missing, Some(2 * k + 1))),
+        "{report:?}"
+    );
+    assert!(
+        report.findings[0]
+            .detail
+            .contains(&format!("tree node 1/{k} is missing"))
+    );
+
+    let forged = match app.db {
+        Db::Sqlite(_) => format!("X'{}'", "ab".repeat(32)),
+        Db::Postgres(_) => format!("'\\x{}'::bytea", "ab".repeat(32)),
+    };
+    exec(
+        &app.db,
+        &format!("INSERT INTO audit_tree (level, idx, hash) VALUES (1, {k}, {forged})"),
+    )
+    .await;
+    let report = verify_now(&app.db).await;
+    assert_eq!(
+        first(&report),
+        Some((Damage::Rewritten, Some(2 * k + 1))),
+        "{report:?}"
+    );
+});
