@@ -192,7 +192,8 @@ pub async fn verify_from(
         }
         // The next page is read (on the database's thread) while this one is checked.
         next = tokio::spawn(page(db.clone(), expected + rows.len() as i64, head_size));
-        for row in &rows {
+        let (rows, checks) = check_page(rows).await;
+        for (row, checked) in rows.iter().zip(checks) {
             if row.idx != expected {
                 find(
                     Damage::Missing,
@@ -203,7 +204,9 @@ pub async fn verify_from(
                 report.archived = archived;
                 return Ok(report);
             }
-            let leaf = if row.bytes.is_empty() {
+            let leaf = if let Some(leaf) = checked.leaf {
+                leaf
+            } else {
                 // An archived entry: its bytes are in an archive file; the tree still
                 // holds its leaf hash, which must be the stored one.
                 if row.idx < archived_below {
@@ -223,17 +226,15 @@ pub async fn verify_from(
                     );
                     [0; 32]
                 })
-            } else {
-                leaf_hash(&row.bytes)
             };
-            if !row.bytes.is_empty() && row.leaf_hash != leaf {
+            if checked.leaf.is_some() && row.leaf_hash != leaf {
                 find(
                     Damage::Edited,
                     Some(row.idx),
                     "the stored leaf hash does not match the entry's bytes".into(),
                 );
             }
-            match Entry::from_bytes(&row.bytes) {
+            match checked.entry {
                 Err(_) if row.bytes.is_empty() => {}
                 Err(e) => find(
                     Damage::Edited,
@@ -241,7 +242,7 @@ pub async fn verify_from(
                     format!("the bytes are not an entry: {e}"),
                 ),
                 Ok(entry) => {
-                    if entry.to_canonical_bytes() != row.bytes {
+                    if !checked.canonical {
                         find(
                             Damage::Edited,
                             Some(row.idx),
@@ -264,7 +265,7 @@ pub async fn verify_from(
                         ),
                         Some(_) => {}
                     }
-                    if let Some(column) = differing_column(row, &entry) {
+                    if let Some(column) = checked.column {
                         find(
                             Damage::Edited,
                             Some(row.idx),
@@ -559,6 +560,60 @@ fn split_views(trusted: &[(String, Checkpoint)], roots_at: &BTreeMap<u64, Hash>)
         }
     }
     findings
+}
+
+/// What one stored entry shows by itself, before the page is walked in order.
+struct Checked {
+    /// The leaf hash of the bytes; None for an archived (empty) body.
+    leaf: Option<Hash>,
+    entry: Result<Entry, String>,
+    /// The bytes are the entry's canonical form.
+    canonical: bool,
+    /// The first indexed column that differs from the bytes.
+    column: Option<&'static str>,
+}
+
+fn check(row: &audit_log::Row) -> Checked {
+    if row.bytes.is_empty() {
+        return Checked {
+            leaf: None,
+            entry: Err(String::new()),
+            canonical: true,
+            column: None,
+        };
+    }
+    let leaf = Some(leaf_hash(&row.bytes));
+    match Entry::from_bytes(&row.bytes) {
+        Err(e) => Checked {
+            leaf,
+            entry: Err(e.to_string()),
+            canonical: true,
+            column: None,
+        },
+        Ok(entry) => Checked {
+            leaf,
+            canonical: entry.to_canonical_bytes() == row.bytes,
+            column: differing_column(row, &entry),
+            entry: Ok(entry),
+        },
+    }
+}
+
+/// Checks a page's entries one by one, half of them on another thread: hashing, parsing
+/// and re-canonicalising are most of verify's work, and each entry's is its own.
+async fn check_page(mut rows: Vec<audit_log::Row>) -> (Vec<audit_log::Row>, Vec<Checked>) {
+    let tail = rows.split_off(rows.len() / 2);
+    let other = tokio::task::spawn_blocking(move || {
+        let checks: Vec<Checked> = tail.iter().map(check).collect();
+        (tail, checks)
+    });
+    let mut checks: Vec<Checked> = rows.iter().map(check).collect();
+    let (tail, more) = other
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    rows.extend(tail);
+    checks.extend(more);
+    (rows, checks)
 }
 
 /// A page of entries from `from`, and the tree nodes they complete.
