@@ -43,8 +43,8 @@ pub(super) const ORIGIN_KEY: &str = "log.origin";
 pub(super) struct State {
     pub next_idx: i64,
     pub prefs: BTreeMap<String, String>,
-    /// The right edge of the Merkle tree, read at the start of every batch (another
-    /// process may have appended since).
+    /// The right edge of the Merkle tree, read at the start of a batch when another
+    /// process appended since, or before signing.
     pub frontier: Frontier,
     /// The tree was just built for entries that predate it: the head needs its root.
     pub rebuilt: bool,
@@ -57,8 +57,18 @@ pub(super) struct State {
 }
 
 impl State {
-    pub async fn load(tx: &mut WriteTx, tree: bool) -> Result<Self, Error> {
+    /// The state a batch starts from. `kept` is the one the writer's last batch left; it
+    /// still holds while the head has not moved, since every change to what it caches
+    /// (the tree, the preferences, the last time) appends an entry: the tree's and the
+    /// preferences' reads are then skipped.
+    pub async fn load(tx: &mut WriteTx, tree: bool, kept: Option<Self>) -> Result<Self, Error> {
         let next_idx = audit_log::head_size(tx).await?;
+        if let Some(kept) = kept.filter(|k| k.next_idx == next_idx) {
+            return Ok(Self {
+                rebuilt: false,
+                ..kept
+            });
+        }
         let size = u64::try_from(next_idx).unwrap_or(0);
         let ids = if tree {
             Frontier::node_ids(size)

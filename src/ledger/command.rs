@@ -144,6 +144,14 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command signs the tree: the writer then reads the tree it left back
+    /// from the database first, so that a change made behind its back stops the signing.
+    pub fn signs(&self) -> bool {
+        matches!(self, Self::Checkpoint | Self::Archive { .. })
+    }
+}
+
 /// The most entries one archive run moves: a bound on the memory it takes and on how
 /// long it holds the writer.
 pub const MAX_ARCHIVE: i64 = 100_000;

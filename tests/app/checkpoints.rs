@@ -346,7 +346,7 @@ both!(
             &format!("UPDATE audit_tree SET hash = {forged} WHERE level = {level} AND idx = {idx}"),
         )
         .await;
-        // The next write goes through, with an alarm entry before it...
+        // Writes go on, extending the writer's own tree...
         let out = ledger
             .submit(
                 Context::system(),
@@ -357,10 +357,22 @@ both!(
             )
             .await
             .unwrap();
-        let alarm = &app.latest(2).await[1];
+        // ...but the next checkpoint reads the tree back, refuses to sign it, and leaves an
+        // alarm entry in the log,
+        let err = ledger
+            .submit(Context::system(), Command::Checkpoint)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("refusing to sign"), "{err}");
+        let alarm = &app.latest(1).await[0];
         assert_eq!(alarm.act, keeptrack::domain::audit::Action::Alarm);
-        assert_eq!(Some(alarm.i + 1), out.audit_index);
-        // ...and nothing is signed any more.
+        assert_eq!(Some(alarm.i - 1), out.audit_index);
+        assert!(
+            alarm.diff[0].new.as_str().unwrap().contains("root"),
+            "{alarm:?}"
+        );
+        // ...after which writes still go through and nothing is signed any more.
+        app.client("Later").await;
         let err = ledger
             .submit(Context::system(), Command::Checkpoint)
             .await
