@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod export;
 pub mod history;
 pub mod proof;
+pub mod scan;
 pub mod verify;
 
 pub const MAX_PAGE: i64 = 1000;
