@@ -146,7 +146,7 @@ pub async fn backfill_backdated_entries(
             };
             let bytes = entry.to_canonical_bytes();
             let hash = leaf_hash(&bytes);
-            nodes.extend(frontier.push(hash));
+            nodes.extend(frontier.push(hash).into_iter().filter(|n| n.0 > 0));
             rows.push(BackfillRow {
                 idx,
                 ts: entry.ts,

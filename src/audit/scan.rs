@@ -8,7 +8,7 @@
 //! the schema of `Entry`, answers both without building the entry. Whatever it is not sure
 //! about it declines, and the caller runs the full check.
 
-use crate::domain::audit::{Action, ActorKind, Category};
+use crate::domain::audit::{Action, ActorKind, Category, Entry};
 
 /// What verify needs from an entry: what it compares with the indexed columns and walks in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +22,23 @@ pub struct Facts<'a> {
     pub actor_id: Option<i64>,
     pub rec_type: Option<&'a str>,
     pub rec_id: Option<i64>,
+}
+
+impl<'a> Facts<'a> {
+    /// The same facts, of an entry already parsed.
+    pub fn of(e: &'a Entry) -> Self {
+        Self {
+            i: e.i,
+            ts: e.ts,
+            log: &e.log,
+            cat: e.cat,
+            act: e.act,
+            actor_kind: e.actor.kind,
+            actor_id: e.actor.id,
+            rec_type: e.rec.as_ref().map(|r| r.kind.as_str()),
+            rec_id: e.rec.as_ref().map(|r| r.id),
+        }
+    }
 }
 
 /// The facts of the entry whose canonical bytes these are, or None when that is not
@@ -530,17 +547,7 @@ mod tests {
     ];
 
     fn expected(e: &Entry) -> Facts<'_> {
-        Facts {
-            i: e.i,
-            ts: e.ts,
-            log: &e.log,
-            cat: e.cat,
-            act: e.act,
-            actor_kind: e.actor.kind,
-            actor_id: e.actor.id,
-            rec_type: e.rec.as_ref().map(|r| r.kind.as_str()),
-            rec_id: e.rec.as_ref().map(|r| r.id),
-        }
+        Facts::of(e)
     }
 
     /// What verify's full check makes of the bytes: the entry, if they are its canonical form.

@@ -7,11 +7,15 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::checkpoint::{Checkpoint, Verifier};
+use super::scan::{self, Facts};
 use crate::domain::{
     audit::{Action, Entry, leaf_hash},
     merkle::{Frontier, Hash},
 };
-use crate::store::{self, Db, audit_log};
+use crate::store::{
+    self, Db, audit_log,
+    log_reader::{LogReader, RowRef},
+};
 
 /// The kinds of damage, as integrity.md names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -81,6 +85,9 @@ const GUARDS: [&str; 4] = [
 ];
 
 const PAGE: i64 = 5000;
+
+/// Pages read and checked ahead of the walk: enough to keep both cores busy.
+const AHEAD: usize = 3;
 
 /// A checkpoint older than this (twice the 15-minute heartbeat) means signing stopped.
 pub const STALE_AFTER_SECS: i64 = 2 * 15 * 60;
@@ -179,88 +186,93 @@ pub async fn verify_from(
             detail,
         });
     };
-    // What the head vouched for when we began; later appends are checked by count.
-    let mut next = tokio::spawn(page(db.clone(), expected, head_size));
-    loop {
+    // What the head vouched for when we began; later appends are checked by count. Pages
+    // are read and their entries checked on blocking threads, several ahead; the walk
+    // below, in index order, is what depends on the order.
+    let reader = LogReader::new(db);
+    let mut starts = (expected..head_size).step_by(usize::try_from(PAGE).unwrap_or(1));
+    let read = |from: i64| {
+        let reader = reader.clone();
+        tokio::spawn(async move {
+            let to = head_size.min(from.saturating_add(PAGE));
+            reader.page(from, to, PAGE, check).await
+        })
+    };
+    let mut ahead: std::collections::VecDeque<_> = starts.by_ref().take(AHEAD).map(read).collect();
+    while let Some(next) = ahead.pop_front() {
         // Nothing aborts the read, so it ends or panics; a panic goes on here.
-        let read = next
+        let (checks, nodes) = next
             .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        let (rows, stored) = read?;
-        if rows.is_empty() {
-            break;
-        }
-        // The next page is read (on the database's thread) while this one is checked.
-        next = tokio::spawn(page(db.clone(), expected + rows.len() as i64, head_size));
-        let (rows, checks) = check_page(rows).await;
-        for (row, checked) in rows.iter().zip(checks) {
-            if row.idx != expected {
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        ahead.extend(starts.next().map(read));
+        let stored = PageNodes::new(nodes);
+        for checked in checks {
+            if checked.idx != expected {
                 find(
                     Damage::Missing,
                     Some(expected),
-                    format!("entries {expected} to {} are missing", row.idx - 1),
+                    format!("entries {expected} to {} are missing", checked.idx - 1),
                 );
                 let mut report = finish(findings, warnings, expected, from_idx, &frontier);
                 report.archived = archived;
                 return Ok(report);
             }
-            let leaf = if let Some(leaf) = checked.leaf {
-                leaf
-            } else {
+            let idx = checked.idx;
+            if checked.archived {
                 // An archived entry: its bytes are in an archive file; the tree still
                 // holds its leaf hash, which must be the stored one.
-                if row.idx < archived_below {
+                if idx < archived_below {
                     archived += 1;
                 } else {
                     find(
                         Damage::Edited,
-                        Some(row.idx),
+                        Some(idx),
                         "the entry's body is gone, and no archive run covers it".into(),
                     );
                 }
-                row.leaf_hash.as_slice().try_into().unwrap_or_else(|_| {
-                    find(
-                        Damage::Edited,
-                        Some(row.idx),
-                        "the stored leaf hash is not 32 bytes".into(),
-                    );
-                    [0; 32]
-                })
-            };
-            if checked.leaf.is_some() && row.leaf_hash != leaf {
+            }
+            let leaf = checked.leaf.unwrap_or_else(|| {
                 find(
                     Damage::Edited,
-                    Some(row.idx),
+                    Some(idx),
+                    "the stored leaf hash is not 32 bytes".into(),
+                );
+                [0; 32]
+            });
+            if checked.leaf_differs {
+                find(
+                    Damage::Edited,
+                    Some(idx),
                     "the stored leaf hash does not match the entry's bytes".into(),
                 );
             }
             match checked.entry {
-                Err(_) if row.bytes.is_empty() => {}
+                Err(_) if checked.archived => {}
                 Err(e) => find(
                     Damage::Edited,
-                    Some(row.idx),
+                    Some(idx),
                     format!("the bytes are not an entry: {e}"),
                 ),
                 Ok(entry) => {
                     if !checked.canonical {
                         find(
                             Damage::Edited,
-                            Some(row.idx),
+                            Some(idx),
                             "the bytes are not in canonical form".into(),
                         );
                     }
-                    if entry.i != row.idx {
+                    if entry.i != idx {
                         find(
                             Damage::Reordered,
-                            Some(row.idx),
-                            format!("the entry at {} says it is entry {}", row.idx, entry.i),
+                            Some(idx),
+                            format!("the entry at {idx} says it is entry {}", entry.i),
                         );
                     }
                     match &origin {
                         None => origin = Some(entry.log.clone()),
                         Some(o) if *o != entry.log => find(
                             Damage::Inserted,
-                            Some(row.idx),
+                            Some(idx),
                             format!("the entry belongs to log {:?}, not {o:?}", entry.log),
                         ),
                         Some(_) => {}
@@ -268,33 +280,33 @@ pub async fn verify_from(
                     if let Some(column) = checked.column {
                         find(
                             Damage::Edited,
-                            Some(row.idx),
+                            Some(idx),
                             format!("the {column} column differs from the entry's bytes"),
                         );
                     }
                     if entry.ts < last_ts {
-                        warnings.push(format!(
-                            "entry {} is timed before the one before it",
-                            row.idx
-                        ));
+                        warnings.push(format!("entry {idx} is timed before the one before it"));
                     }
                     last_ts = entry.ts;
-                    if entry.act == Action::ClockBackwards {
-                        warnings.push(clock_warning(&entry));
+                    warnings.extend(entry.clock);
+                    let size = u64::try_from(idx + 1).unwrap_or(0);
+                    if entry.act == Action::Checkpoint && wanted.contains(&size) {
+                        times_at.insert(size, entry.ts);
                     }
                 }
             }
-            for (level, index, hash) in frontier.push(leaf) {
-                match stored.get(&(level, index)) {
+            // Level 0 is the stored leaf hash, checked above.
+            for (level, index, hash) in frontier.push(leaf).into_iter().filter(|n| n.0 > 0) {
+                match stored.get(level, index) {
                     Some(h) if *h == hash => {}
                     Some(_) => find(
                         Damage::Rewritten,
-                        Some(row.idx),
+                        Some(idx),
                         format!("tree node {level}/{index} does not match the entries under it"),
                     ),
                     None => find(
                         Damage::Missing,
-                        Some(row.idx),
+                        Some(idx),
                         format!("tree node {level}/{index} is missing"),
                     ),
                 }
@@ -303,11 +315,6 @@ pub async fn verify_from(
             let size = u64::try_from(expected).unwrap_or(0);
             if wanted.contains(&size) {
                 roots_at.insert(size, frontier.root());
-                if let Ok(e) = Entry::from_bytes(&row.bytes)
-                    && e.act == Action::Checkpoint
-                {
-                    times_at.insert(size, e.ts);
-                }
             }
         }
         progress(
@@ -562,78 +569,116 @@ fn split_views(trusted: &[(String, Checkpoint)], roots_at: &BTreeMap<u64, Hash>)
     findings
 }
 
-/// What one stored entry shows by itself, before the page is walked in order.
+/// A page's stored tree nodes, by level, in index order.
+struct PageNodes(Vec<Vec<(u64, Hash)>>);
+
+impl PageNodes {
+    fn new(nodes: Vec<audit_log::Node>) -> Self {
+        let mut levels: Vec<Vec<(u64, Hash)>> = Vec::new();
+        for (level, idx, hash) in nodes {
+            let level = usize::from(level);
+            if levels.len() <= level {
+                levels.resize_with(level + 1, Vec::new);
+            }
+            levels[level].push((idx, hash));
+        }
+        for level in &mut levels {
+            level.sort_unstable_by_key(|(idx, _)| *idx);
+        }
+        Self(levels)
+    }
+
+    fn get(&self, level: u8, idx: u64) -> Option<&Hash> {
+        let nodes = self.0.get(usize::from(level))?;
+        let at = nodes.binary_search_by_key(&idx, |(i, _)| *i).ok()?;
+        Some(&nodes[at].1)
+    }
+}
+
+/// What one stored entry shows by itself, checked as it is read, before the page is
+/// walked in order.
 struct Checked {
-    /// The leaf hash of the bytes; None for an archived (empty) body.
+    idx: i64,
+    /// The leaf the tree gets: the hash of the bytes, or for an archived (empty) body the
+    /// stored hash; None if that is not 32 bytes.
     leaf: Option<Hash>,
-    entry: Result<Entry, String>,
+    archived: bool,
+    /// The stored leaf hash is not the hash of the bytes.
+    leaf_differs: bool,
+    entry: Result<Seen, String>,
     /// The bytes are the entry's canonical form.
     canonical: bool,
     /// The first indexed column that differs from the bytes.
     column: Option<&'static str>,
 }
 
-fn check(row: &audit_log::Row) -> Checked {
+/// What the walk in order needs of an entry.
+struct Seen {
+    i: i64,
+    ts: i64,
+    log: String,
+    act: Action,
+    /// What a `clock_backwards` entry says, as a warning.
+    clock: Option<String>,
+}
+
+fn check(row: RowRef<'_>) -> Checked {
     if row.bytes.is_empty() {
         return Checked {
-            leaf: None,
+            idx: row.idx,
+            leaf: row.leaf_hash.try_into().ok(),
+            archived: true,
+            leaf_differs: false,
             entry: Err(String::new()),
             canonical: true,
             column: None,
         };
     }
-    let leaf = Some(leaf_hash(&row.bytes));
-    match Entry::from_bytes(&row.bytes) {
-        Err(e) => Checked {
-            leaf,
-            entry: Err(e.to_string()),
-            canonical: true,
-            column: None,
+    let leaf = leaf_hash(row.bytes);
+    let (entry, canonical, column) = match scan::facts(row.bytes) {
+        // The one-pass reading vouches for the canonical form; a clock entry, rare, is
+        // read whole for what it says.
+        Some(f) => {
+            let clock = (f.act == Action::ClockBackwards)
+                .then(|| Entry::from_bytes(row.bytes).ok().map(|e| clock_warning(&e)))
+                .flatten();
+            (Ok(Seen::of(&f, clock)), true, differing_column(&row, &f))
+        }
+        // Anything it is unsure of gets the whole round trip, which has the last word.
+        None => match Entry::from_bytes(row.bytes) {
+            Err(e) => (Err(e.to_string()), true, None),
+            Ok(e) => {
+                let f = Facts::of(&e);
+                let clock = (e.act == Action::ClockBackwards).then(|| clock_warning(&e));
+                (
+                    Ok(Seen::of(&f, clock)),
+                    e.to_canonical_bytes() == row.bytes,
+                    differing_column(&row, &f),
+                )
+            }
         },
-        Ok(entry) => Checked {
-            leaf,
-            canonical: entry.to_canonical_bytes() == row.bytes,
-            column: differing_column(row, &entry),
-            entry: Ok(entry),
-        },
+    };
+    Checked {
+        idx: row.idx,
+        leaf: Some(leaf),
+        archived: false,
+        leaf_differs: row.leaf_hash != leaf,
+        entry,
+        canonical,
+        column,
     }
 }
 
-/// Checks a page's entries one by one, half of them on another thread: hashing, parsing
-/// and re-canonicalising are most of verify's work, and each entry's is its own.
-async fn check_page(mut rows: Vec<audit_log::Row>) -> (Vec<audit_log::Row>, Vec<Checked>) {
-    let tail = rows.split_off(rows.len() / 2);
-    let other = tokio::task::spawn_blocking(move || {
-        let checks: Vec<Checked> = tail.iter().map(check).collect();
-        (tail, checks)
-    });
-    let mut checks: Vec<Checked> = rows.iter().map(check).collect();
-    let (tail, more) = other
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    rows.extend(tail);
-    checks.extend(more);
-    (rows, checks)
-}
-
-/// A page of entries from `from`, and the tree nodes they complete.
-async fn page(
-    db: Db,
-    from: i64,
-    head_size: i64,
-) -> Result<(Vec<audit_log::Row>, BTreeMap<(u8, u64), Hash>), store::Error> {
-    let rows = audit_log::rows(&db, from, head_size, PAGE).await?;
-    let first_leaf = u64::try_from(from).unwrap_or(0);
-    let stored = if rows.is_empty() {
-        BTreeMap::new()
-    } else {
-        audit_log::nodes_in_range(&db, first_leaf, first_leaf + rows.len() as u64 + 1)
-            .await?
-            .into_iter()
-            .map(|(l, i, h)| ((l, i), h))
-            .collect()
-    };
-    Ok((rows, stored))
+impl Seen {
+    fn of(f: &Facts<'_>, clock: Option<String>) -> Self {
+        Self {
+            i: f.i,
+            ts: f.ts,
+            log: f.log.to_owned(),
+            act: f.act,
+            clock,
+        }
+    }
 }
 
 /// What a `clock_backwards` entry says, as a warning: the log is fine, but the times of
@@ -657,17 +702,15 @@ fn clock_warning(entry: &Entry) -> String {
 }
 
 /// The first indexed column that does not say what the bytes say.
-fn differing_column(row: &audit_log::Row, e: &Entry) -> Option<&'static str> {
-    let rec_type = e.rec.as_ref().map(|r| r.kind.as_str());
-    let rec_id = e.rec.as_ref().map(|r| r.id);
+fn differing_column(row: &RowRef<'_>, f: &Facts<'_>) -> Option<&'static str> {
     [
-        ("ts", row.ts == e.ts),
-        ("category", row.category == e.cat.as_str()),
-        ("action", row.action == e.act.as_str()),
-        ("actor_kind", row.actor_kind == e.actor.kind.as_str()),
-        ("actor_id", row.actor_id == e.actor.id),
-        ("record_type", row.record_type.as_deref() == rec_type),
-        ("record_id", row.record_id == rec_id),
+        ("ts", row.ts == f.ts),
+        ("category", row.category == f.cat.as_str()),
+        ("action", row.action == f.act.as_str()),
+        ("actor_kind", row.actor_kind == f.actor_kind.as_str()),
+        ("actor_id", row.actor_id == f.actor_id),
+        ("record_type", row.record_type == f.rec_type),
+        ("record_id", row.record_id == f.rec_id),
     ]
     .into_iter()
     .find(|(_, same)| !same)

@@ -134,23 +134,43 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
 /// A stored tree node: (level, index) → hash.
 pub type Node = (u8, u64, [u8; 32]);
 
+/// The stored nodes with these ids. Level 0, the leaves, is each entry's own leaf hash in
+/// `audit_log`; `audit_tree` holds the nodes above it.
 async fn nodes_in(conn: super::Conn<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let clauses: Vec<String> = (0..ids.len())
-        .map(|i| format!("(level = ${} AND idx = ${})", 2 * i + 1, 2 * i + 2))
-        .collect();
-    let sql = format!(
-        "SELECT level, idx, hash FROM audit_tree WHERE {}",
-        clauses.join(" OR ")
-    );
-    let values = ids.iter().flat_map(|(level, idx)| {
-        [
-            SqlValue::Int(Some(i64::from(*level))),
-            SqlValue::Int(Some(i64::try_from(*idx).unwrap_or(i64::MAX))),
-        ]
-    });
+    let int = |v: u64| SqlValue::Int(Some(i64::try_from(v).unwrap_or(i64::MAX)));
+    let mut values = Vec::new();
+    let (mut leaves, mut above) = (Vec::new(), Vec::new());
+    for (level, idx) in ids {
+        if *level == 0 {
+            values.push(int(*idx));
+            leaves.push(format!("${}", values.len()));
+        } else {
+            values.extend([int(u64::from(*level)), int(*idx)]);
+            above.push(format!(
+                "(level = ${} AND idx = ${})",
+                values.len() - 1,
+                values.len()
+            ));
+        }
+    }
+    let mut selects = Vec::new();
+    if !above.is_empty() {
+        selects.push(format!(
+            "SELECT level, idx, hash FROM audit_tree WHERE {}",
+            above.join(" OR ")
+        ));
+    }
+    if !leaves.is_empty() {
+        selects.push(format!(
+            "SELECT CAST(0 AS BIGINT) AS level, idx, leaf_hash AS hash FROM audit_log \
+             WHERE idx IN ({})",
+            leaves.join(", ")
+        ));
+    }
+    let sql = selects.join(" UNION ALL ");
     let rows: Vec<(i64, i64, Vec<u8>)> = on_conn!(conn, c =>
         bind_all(sqlx::query(trusted(sql)), values).fetch_all(&mut *c).await?
             .iter()
@@ -176,9 +196,16 @@ pub async fn nodes_for_write(tx: &mut WriteTx, ids: &[(u8, u64)]) -> Result<Vec<
     nodes_in(tx.conn(), ids).await
 }
 
+/// Stores the nodes an append completed above the leaves (a leaf is its entry's own
+/// `leaf_hash`, so level 0 is left out).
 pub async fn insert_nodes(tx: &mut WriteTx, nodes: &[Node]) -> Result<()> {
-    // One statement for all of an append's nodes (usually one to three): each statement
-    // costs a round trip, and this is on every audited write.
+    let nodes: Vec<Node> = nodes
+        .iter()
+        .filter(|(level, ..)| *level > 0)
+        .copied()
+        .collect();
+    // One statement for all of an append's nodes (none for half the appends, one for a
+    // quarter, ...): each statement costs a round trip, and this is on every audited write.
     for chunk in nodes.chunks(300) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
@@ -243,108 +270,45 @@ pub struct Row {
 /// Rows from `from_idx` up to (not including) `to_idx`, in index order, at most `limit`.
 pub async fn rows(db: &Db, from_idx: i64, to_idx: i64, limit: i64) -> Result<Vec<Row>> {
     let mut conn = db.acquire().await?;
-    match conn.conn() {
-        super::Conn::Sqlite(c) => packed_rows(c, from_idx, to_idx, limit).await,
-        super::Conn::Postgres(c) => {
-            let sql = "SELECT idx, ts, category, action, actor_kind, actor_id, record_type, \
-                       record_id, entry AS bytes, leaf_hash FROM audit_log \
-                       WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3";
-            Ok(sqlx::query_as(sql)
-                .bind(from_idx)
-                .bind(to_idx)
-                .bind(limit)
-                .fetch_all(&mut *c)
-                .await?)
+    // On SQLite `CAST(... AS BLOB)` keeps the bytes exactly as stored, whatever their type.
+    let sql = match conn.conn() {
+        super::Conn::Sqlite(_) => {
+            "SELECT idx, ts, category, action, actor_kind, actor_id, record_type, record_id, \
+             CAST(entry AS BLOB) AS bytes, CAST(leaf_hash AS BLOB) AS leaf_hash FROM audit_log \
+             WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3"
         }
-    }
-}
-
-/// The columns of a packed row, and the lengths of its two blobs in bytes (None if NULL).
-type PackedColumns = (
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<usize>,
-    Option<usize>,
-);
-
-/// On SQLite, [`rows`] as one result row: sqlx hands every row from SQLite's thread to the
-/// reader's, which costs several times more than reading it; a page of thousands of
-/// entries, packed by SQLite into a JSON array of their columns and two concatenated
-/// blobs, crosses once. The three aggregates read one stream of rows, in the subquery's
-/// order, so the n-th column set goes with the n-th body and hash (and the columns carry
-/// `idx`, so an order other than the index's would show as damage, never be hidden).
-/// `CAST(... AS BLOB)` keeps the bytes exactly as stored, whatever their type; a NULL,
-/// which no entry may be, is read as an empty body or hash.
-async fn packed_rows(
-    c: &mut sqlx::SqliteConnection,
-    from_idx: i64,
-    to_idx: i64,
-    limit: i64,
-) -> Result<Vec<Row>> {
-    let sql = "SELECT \
-          json_group_array(json_array(idx, ts, category, action, actor_kind, actor_id, \
-              record_type, record_id, length(CAST(entry AS BLOB)), \
-              length(CAST(leaf_hash AS BLOB)))), \
-          CAST(group_concat(CAST(entry AS BLOB), '') AS BLOB), \
-          CAST(group_concat(CAST(leaf_hash AS BLOB), '') AS BLOB) \
-        FROM (SELECT * FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3)";
-    let (columns, entries, hashes): (String, Option<Vec<u8>>, Option<Vec<u8>>) =
-        sqlx::query_as(sql)
-            .bind(from_idx)
-            .bind(to_idx)
-            .bind(limit)
-            .fetch_one(&mut *c)
-            .await?;
-    let columns: Vec<PackedColumns> = serde_json::from_str(&columns)
-        .map_err(|e| super::Error::Corrupt(format!("a packed page of the log: {e}")))?;
-    let (entries, hashes) = (entries.unwrap_or_default(), hashes.unwrap_or_default());
-    let (mut at_entry, mut at_hash) = (0, 0);
-    let take = |all: &[u8], at: &mut usize, len: Option<usize>| {
-        let len = len.unwrap_or(0);
-        let part = all.get(*at..*at + len).map(<[u8]>::to_vec);
-        *at += len;
-        part.ok_or_else(|| super::Error::Corrupt("a packed page of the log is short".into()))
+        super::Conn::Postgres(_) => {
+            "SELECT idx, ts, category, action, actor_kind, actor_id, record_type, record_id, \
+             entry AS bytes, leaf_hash FROM audit_log \
+             WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3"
+        }
     };
-    columns
-        .into_iter()
-        .map(
-            |(idx, ts, category, action, actor_kind, actor_id, record_type, record_id, e, h)| {
-                Ok(Row {
-                    idx,
-                    ts,
-                    category,
-                    action,
-                    actor_kind,
-                    actor_id,
-                    record_type,
-                    record_id,
-                    bytes: take(&entries, &mut at_entry, e)?,
-                    leaf_hash: take(&hashes, &mut at_hash, h)?,
-                })
-            },
-        )
-        .collect()
+    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql)
+        .bind(from_idx)
+        .bind(to_idx)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?))
 }
 
-/// The stored tree nodes completed by the leaves `[from, to)`: those whose span ends there.
-/// Node `(L, i)` spans leaves `[i·2^L, (i+1)·2^L)`, so at each level they are one range of
-/// `i`, which the `(level, idx)` key serves: no scan of the whole tree.
-pub async fn nodes_in_range(db: &Db, from_leaf: u64, to_leaf: u64) -> Result<Vec<Node>> {
-    // Per level, the `i` with (i+1)·2^L - 1 in [from, to).
-    let ranges: Vec<(u32, u64, u64)> = (0..63u32)
+/// Per level `L` above the leaves, the range `[lo, hi)` of the nodes `(L, i)` completed by
+/// the leaves `[from, to)`: node `(L, i)` spans leaves `[i·2^L, (i+1)·2^L)`, so it is
+/// completed by leaf `(i+1)·2^L - 1`.
+pub(super) fn node_ranges(from_leaf: u64, to_leaf: u64) -> Vec<(u32, u64, u64)> {
+    (1..63u32)
         .map(|level| {
             let lo = ((from_leaf + (1 << level)) >> level).saturating_sub(1);
             (level, lo, to_leaf >> level)
         })
         .take_while(|(_, _, hi)| *hi > 0)
         .filter(|(_, lo, hi)| lo < hi)
-        .collect();
+        .collect()
+}
+
+/// The stored tree nodes above the leaves completed by the leaves `[from, to)`: at each
+/// level one range of the `(level, idx)` key, so no scan of the whole tree.
+pub async fn nodes_in_range(db: &Db, from_leaf: u64, to_leaf: u64) -> Result<Vec<Node>> {
+    let ranges = node_ranges(from_leaf, to_leaf);
     if ranges.is_empty() {
         return Ok(Vec::new());
     }
@@ -361,56 +325,16 @@ pub async fn nodes_in_range(db: &Db, from_leaf: u64, to_leaf: u64) -> Result<Vec
         ));
         values.extend([int(u64::from(*level)), int(*lo), int(*hi)]);
     }
+    let sql = format!(
+        "SELECT level, idx, hash FROM audit_tree WHERE {}",
+        clauses.join(" OR ")
+    );
     let mut conn = db.acquire().await?;
-    if let super::Conn::Sqlite(c) = conn.conn()
-        && let Some(nodes) = whole_levels(c, &ranges).await?
-    {
-        return Ok(nodes);
-    }
-    let filter = clauses.join(" OR ");
-    let rows: Vec<(i64, i64, Vec<u8>)> = match conn.conn() {
-        // Packed into one result row on SQLite, as in `packed_rows` and for its reason.
-        super::Conn::Sqlite(c) => {
-            let sql = format!(
-                "SELECT json_group_array(json_array(level, idx, length(CAST(hash AS BLOB)))), \
-                 CAST(group_concat(CAST(hash AS BLOB), '') AS BLOB) \
-                 FROM audit_tree WHERE {filter}"
-            );
-            let row = bind_all(sqlx::query(trusted(sql)), values)
-                .fetch_one(&mut *c)
-                .await?;
-            let columns: String = sqlx::Row::try_get(&row, 0)?;
-            let hashes: Option<Vec<u8>> = sqlx::Row::try_get(&row, 1)?;
-            let hashes = hashes.unwrap_or_default();
-            let ids: Vec<(i64, i64, Option<usize>)> = serde_json::from_str(&columns)
-                .map_err(|e| super::Error::Corrupt(format!("packed tree nodes: {e}")))?;
-            let mut at = 0;
-            ids.into_iter()
-                .map(|(level, idx, len)| {
-                    let len = len.unwrap_or(0);
-                    let hash = hashes.get(at..at + len).map(<[u8]>::to_vec);
-                    at += len;
-                    hash.map(|h| (level, idx, h))
-                        .ok_or_else(|| super::Error::Corrupt("packed tree nodes are short".into()))
-                })
-                .collect::<Result<_>>()?
-        }
-        super::Conn::Postgres(c) => {
-            let sql = format!("SELECT level, idx, hash FROM audit_tree WHERE {filter}");
-            bind_all(sqlx::query(trusted(sql)), values)
-                .fetch_all(&mut *c)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok((
-                        sqlx::Row::try_get(r, 0)?,
-                        sqlx::Row::try_get(r, 1)?,
-                        sqlx::Row::try_get(r, 2)?,
-                    ))
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()?
-        }
-    };
+    let rows = on_conn!(conn.conn(), c =>
+        bind_all(sqlx::query(trusted(sql)), values).fetch_all(&mut *c).await?
+            .iter()
+            .map(|r| Ok((sqlx::Row::try_get(r, 0)?, sqlx::Row::try_get(r, 1)?, sqlx::Row::try_get(r, 2)?)))
+            .collect::<Result<Vec<(i64, i64, Vec<u8>)>, sqlx::Error>>()?);
     rows.into_iter()
         .map(|(level, idx, hash)| {
             let hash: [u8; 32] = hash.try_into().map_err(|_| {
@@ -419,62 +343,6 @@ pub async fn nodes_in_range(db: &Db, from_leaf: u64, to_leaf: u64) -> Result<Vec
             Ok((level as u8, idx as u64, hash))
         })
         .collect()
-}
-
-/// On SQLite, the nodes of `ranges` (level, first, end) when every one of them is there
-/// and 32 bytes long, as one row per level: the hashes concatenated, read in the key's
-/// order (the range is a scan of the `(level, idx)` key), with their count, first index
-/// and total length to show that nothing is missing. None if any level is not whole: the
-/// caller then reads node by node and says what is wrong. (Were the order ever another,
-/// hashes would land on the wrong nodes and fail the check: damage shown, never hidden.)
-async fn whole_levels(
-    c: &mut sqlx::SqliteConnection,
-    ranges: &[(u32, u64, u64)],
-) -> Result<Option<Vec<Node>>> {
-    let mut selects = Vec::new();
-    let mut values = Vec::new();
-    for (k, (level, lo, hi)) in ranges.iter().enumerate() {
-        let n = 3 * k;
-        selects.push(format!(
-            "SELECT min(idx), count(*), sum(length(CAST(hash AS BLOB))), \
-             CAST(group_concat(CAST(hash AS BLOB), '') AS BLOB), max(level) FROM audit_tree \
-             WHERE level = ${} AND idx >= ${} AND idx < ${}",
-            n + 1,
-            n + 2,
-            n + 3
-        ));
-        let int = |v: u64| SqlValue::Int(Some(i64::try_from(v).unwrap_or(i64::MAX)));
-        values.extend([int(u64::from(*level)), int(*lo), int(*hi)]);
-    }
-    let sql = selects.join(" UNION ALL ");
-    let rows = bind_all(sqlx::query(trusted(sql)), values)
-        .fetch_all(&mut *c)
-        .await?;
-    if rows.len() != ranges.len() {
-        return Ok(None);
-    }
-    let mut nodes = Vec::new();
-    for (row, (level, lo, hi)) in rows.iter().zip(ranges) {
-        let first: Option<i64> = sqlx::Row::try_get(row, 0)?;
-        let count: i64 = sqlx::Row::try_get(row, 1)?;
-        let bytes: Option<i64> = sqlx::Row::try_get(row, 2)?;
-        let hashes: Option<Vec<u8>> = sqlx::Row::try_get(row, 3)?;
-        let at_level: Option<i64> = sqlx::Row::try_get(row, 4)?;
-        let n = hi - lo;
-        let whole = at_level == Some(i64::from(*level))
-            && first == i64::try_from(*lo).ok()
-            && u64::try_from(count).ok() == Some(n)
-            && bytes.and_then(|b| u64::try_from(b).ok()) == Some(32 * n)
-            && hashes.as_ref().is_some_and(|h| h.len() as u64 == 32 * n);
-        let (true, Some(hashes)) = (whole, hashes) else {
-            return Ok(None);
-        };
-        for (k, hash) in hashes.chunks_exact(32).enumerate() {
-            let hash: [u8; 32] = hash.try_into().unwrap_or([0; 32]);
-            nodes.push((*level as u8, lo + k as u64, hash));
-        }
-    }
-    Ok(Some(nodes))
 }
 
 /// The names of the guard-rail triggers present on the log's tables.

@@ -5,6 +5,7 @@
 pub mod audit_log;
 pub mod auth;
 pub mod lists;
+pub mod log_reader;
 pub mod notes;
 pub mod preferences;
 pub mod records;
@@ -24,6 +25,8 @@ use sqlx::{
 pub enum Error {
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is damaged: {0}")]

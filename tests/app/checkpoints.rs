@@ -67,7 +67,7 @@ pub(crate) async fn rehash_everything(db: &Db) {
             ),
         )
         .await;
-        for (level, idx, hash) in frontier.push(leaf) {
+        for (level, idx, hash) in frontier.push(leaf).into_iter().filter(|n| n.0 > 0) {
             let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
             let lit = match db {
                 Db::Sqlite(_) => format!("X'{hex}'"),

@@ -24,3 +24,4 @@ mod replay;
 mod split_view;
 mod status_notes;
 mod tamper;
+mod upgrade;
