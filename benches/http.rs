@@ -53,7 +53,7 @@ mod support;
 
 use support::{
     Rng,
-    backfill::{Author, backfill_backdated_entries},
+    backfill::{Author, backfill_backdated_entries, settle},
 };
 
 const PASSWORD: &str = "a-long-bench-password";
@@ -745,23 +745,7 @@ impl Studio {
                 k.entries,
                 k.entries as f64 / secs
             );
-            // Settle what the bulk write left behind, as a year of slow growth would have:
-            // PostgreSQL's autovacuum and checkpoints, SQLite's WAL checkpoint. Otherwise
-            // the first workloads pay for the backfill.
-            let settled = match ledger.db() {
-                Db::Postgres(p) => {
-                    let vacuumed = sqlx::query("VACUUM ANALYZE").execute(p).await;
-                    match vacuumed {
-                        Ok(_) => sqlx::query("CHECKPOINT").execute(p).await.map(|_| ()),
-                        Err(e) => Err(e),
-                    }
-                }
-                Db::Sqlite(p) => sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .execute(p)
-                    .await
-                    .map(|_| ()),
-            };
-            if let Err(e) = settled {
+            if let Err(e) = settle(ledger.db()).await {
                 println!("[{tag}] could not settle the database after the backfill: {e}");
             }
         }

@@ -40,6 +40,13 @@ use sqlx::{
 };
 use tokio::task::JoinSet;
 
+mod support;
+
+use support::{
+    Rng,
+    backfill::{Author, backfill_backdated_entries, settle},
+};
+
 // ---------------------------------------------------------------------------------------
 // Knobs
 // ---------------------------------------------------------------------------------------
@@ -65,8 +72,11 @@ struct Knobs {
     group_writes: usize,
     group_rounds: usize,
     limit_writes: usize,
-    /// Bench 3: log size to fill to, tasks that fill it, and timed queries.
+    /// Bench 3: log size to fill to, how (`backfill`: backdated entries over a year,
+    /// written straight into the log's tables; `ledger`: audited updates now, from
+    /// `fill_tasks` submitters), and timed queries.
     entries: usize,
+    fill: String,
     fill_tasks: usize,
     queries: usize,
 }
@@ -107,7 +117,8 @@ impl Knobs {
             group_writes: knob("KT_BENCH_GROUP_WRITES", 1024)?,
             group_rounds: knob("KT_BENCH_GROUP_ROUNDS", 5)?,
             limit_writes: knob("KT_BENCH_LIMIT_WRITES", 500)?,
-            entries: knob("KT_BENCH_ENTRIES", 200_000)?,
+            entries: knob("KT_BENCH_ENTRIES", 1_000_000)?,
+            fill: knob("KT_BENCH_FILL", "backfill".to_owned())?,
             fill_tasks: knob("KT_BENCH_FILL_TASKS", 256)?,
             queries: knob("KT_BENCH_QUERIES", 1000)?,
         };
@@ -123,6 +134,10 @@ impl Knobs {
             k.submitters.iter().all(|&n| n >= 1),
             "submitter counts must be positive"
         );
+        ensure!(
+            ["backfill", "ledger"].contains(&k.fill.as_str()),
+            "KT_BENCH_FILL is backfill or ledger"
+        );
         Ok(k)
     }
 }
@@ -130,30 +145,6 @@ impl Knobs {
 // ---------------------------------------------------------------------------------------
 // Small helpers: a seeded generator and statistics
 // ---------------------------------------------------------------------------------------
-
-/// SplitMix64: reproducible and dependency-free.
-#[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// Latencies in milliseconds, sorted once.
 struct Stats {
@@ -712,6 +703,46 @@ async fn fill_log(s: &Studio, target: usize, tasks: usize, seed: u64) -> Result<
     Ok(())
 }
 
+/// Fills the log to `target` entries with backdated client changes by the studio's users,
+/// spread evenly over the year before now (see `backfill_backdated_entries`), then
+/// settles what the bulk write left behind as a year of slow growth would have.
+async fn backfill_log(s: &Studio, target: usize, seed: u64) -> Result<()> {
+    let tag = s.backend.name();
+    let have = usize::try_from(audit_log::size(s.db()).await?)?;
+    if have >= target {
+        println!("[{tag}]    log already holds {have} entries");
+        return Ok(());
+    }
+    // The users and clients as `Studio::open` made them.
+    let letter = |n: usize| char::from(b'A' + (n % 26) as u8);
+    let authors: Vec<Author> = (s.users.iter().enumerate())
+        .map(|(i, id)| Author {
+            id: *id,
+            initials: format!("U{}{}", letter(i / 26), letter(i)),
+            name: format!("Bench User {i}"),
+        })
+        .collect();
+    let clients: Vec<(i64, String)> = (s.clients.iter().enumerate())
+        .map(|(i, id)| (*id, format!("Jane Smith {i} (client {id})")))
+        .collect();
+    let now = keeptrack::clock::now().as_microsecond();
+    let day = 86_400_000_000;
+    let span = (now - 60_000_000 - 365 * day, now - 60_000_000);
+    let t = Instant::now();
+    let mut rng = Rng::new(seed);
+    backfill_backdated_entries(s.db(), &authors, &clients, target - have, span, &mut rng).await?;
+    settle(s.db())
+        .await
+        .context("settle the database after the backfill")?;
+    println!(
+        "[{tag}]    backfilled {} backdated entries over 365 days in {:.1} s (bench-only \
+         path, see backfill_backdated_entries)",
+        target - have,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// The raw pool under the ledger's `Db`: the baseline query runs through the same pool
 /// (same connections, same acquire) as `audit::list`, just with trivial SQL.
 async fn pk_lookup(db: &Db, idx: i64) -> Result<usize> {
@@ -753,14 +784,18 @@ async fn bench_audit_query(s: &Studio, k: &Knobs, rng: &mut Rng) -> Result<Summa
         k.queries,
         s.users.len()
     );
-    fill_log(s, k.entries, k.fill_tasks, rng.next_u64()).await?;
+    if k.fill == "backfill" {
+        backfill_log(s, k.entries, rng.next_u64()).await?;
+    } else {
+        fill_log(s, k.entries, k.fill_tasks, rng.next_u64()).await?;
+    }
     let size = audit_log::size(s.db()).await?;
     let (lo, hi) = ts_range(s.db()).await?;
     let week = SignedDuration::from_hours(24 * 7);
     println!(
-        "[{tag}]    log: {size} entries written over {:.1} s of wall clock; each window ends at \
-         a random instant inside that span and starts 7 days earlier",
-        (hi - lo) as f64 / 1e6
+        "[{tag}]    log: {size} entries timed over {:.1} days; each window ends at a random \
+         instant inside that span and starts 7 days earlier",
+        (hi - lo) as f64 / 86_400e6
     );
     let query_for = |rng: &mut Rng| -> Result<Query> {
         let to_us = lo + 1 + rng.below((hi - lo + 1) as u64) as i64;

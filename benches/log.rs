@@ -34,7 +34,7 @@ use keeptrack::{
 use serde_json::{Value, json};
 use support::{
     Rng,
-    backfill::{Author, backfill_backdated_entries},
+    backfill::{Author, backfill_backdated_entries, settle},
 };
 
 /// Every knob is an environment variable; see docs/PERFORMANCE.md.
@@ -368,6 +368,7 @@ async fn big_log_db(k: &Knobs) -> Result<(Db, Verifier, Option<tempfile::TempDir
     let t = Instant::now();
     backfill_backdated_entries(&db, &users, &labels, n, (after, after + n as i64), &mut rng)
         .await?;
+    settle(&db).await?;
     // A checkpoint over all of it, as `serve` would sign, for the proofs.
     let origin = keeptrack::store::preferences::all(&db).await?["log.origin"].clone();
     let signer = create_key_files(&key_file, &origin)?;

@@ -274,3 +274,21 @@ async fn write_backfill(
     }
     Ok(())
 }
+
+/// Settles what a bulk write left behind, as slow growth would have: PostgreSQL's vacuum,
+/// statistics and checkpoint, SQLite's WAL checkpoint. Otherwise the first measurements
+/// after a backfill pay for it.
+pub async fn settle(db: &Db) -> Result<(), sqlx::Error> {
+    match db {
+        Db::Postgres(p) => {
+            sqlx::query("VACUUM ANALYZE").execute(p).await?;
+            sqlx::query("CHECKPOINT").execute(p).await?;
+        }
+        Db::Sqlite(p) => {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(p)
+                .await?;
+        }
+    }
+    Ok(())
+}
