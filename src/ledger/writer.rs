@@ -25,8 +25,8 @@ const MAX_BATCH: usize = 256;
 struct Watch {
     /// Appends keep the tree (always, but in the benchmark of what the tree costs).
     tree: bool,
-    left: Option<(u64, Hash)>,
-    /// The state the last committed batch left, reused while nobody appends after it.
+    /// The state the last committed batch left: the tree it left is its frontier. Reused
+    /// while nobody appends after it; a failed batch leaves it as it was, like the database.
     kept: Option<apply::State>,
     alarm: Option<String>,
     /// The clock was behind the log at the last batch (so that was already recorded).
@@ -57,7 +57,6 @@ pub(super) async fn run(
     let mut last = Timestamp::UNIX_EPOCH;
     let mut watch = Watch {
         tree,
-        left: None,
         kept: None,
         alarm: None,
         clock_behind: false,
@@ -112,7 +111,8 @@ async fn run_batch(
     // back then shows as a root other than the one it left, and nothing is signed. (Plain
     // writes extend the writer's own frontier; what they would miss, verify finds.)
     let signs = jobs.iter().any(|j| j.command.signs());
-    let kept = watch.kept.take().filter(|_| !signs);
+    let left = (watch.kept.as_ref()).map(|k| (k.frontier.size(), k.frontier.root()));
+    let kept = watch.kept.clone().filter(|_| !signs);
     let mut state = match apply::State::load(&mut tx, watch.tree, kept).await {
         Ok(s) => s,
         Err(e) => return fail_all(jobs.into_iter().map(|j| j.reply), &e),
@@ -124,7 +124,7 @@ async fn run_batch(
     *last = (*last).max(state.last_ts);
     if watch.alarm.is_none()
         && watch.tree
-        && let Some(problem) = changed_behind_our_back(&mut tx, &state, watch.left).await
+        && let Some(problem) = changed_behind_our_back(&mut tx, &state, left).await
     {
         tracing::error!(%problem, "the audit log was changed outside Keeptrack; no more checkpoints");
         let now = clock.now().max(*last);
@@ -184,7 +184,6 @@ async fn run_batch(
     .await;
     match finished {
         Ok(()) => {
-            watch.left = Some((state.frontier.size(), state.frontier.root()));
             watch.kept = Some(state);
             results
         }
@@ -217,8 +216,9 @@ async fn changed_behind_our_back(
             state.frontier.size()
         ));
     }
-    // Nobody appended since: the frontier was just built from the stored nodes at this
-    // size, so its root is theirs, and reading them again would tell nothing more.
+    // Nobody appended since: the frontier is the writer's own, or was just built from the
+    // stored nodes at this size (before signing); either way reading them again would
+    // tell nothing more.
     if state.frontier.size() == size {
         return (state.frontier.root() != root)
             .then(|| format!("the first {size} entries no longer have the root this writer left"));
