@@ -54,6 +54,9 @@ pub(super) struct State {
     pub last_ts: Timestamp,
     /// Appends add tree nodes; only the benchmark of what the tree costs turns this off.
     pub tree: bool,
+    /// Tree nodes appended in this batch, stored together before it commits (or before
+    /// anything reads the tree back).
+    pub unsaved: Vec<audit_log::Node>,
 }
 
 impl State {
@@ -105,7 +108,17 @@ impl State {
             alarm: None,
             last_ts,
             tree,
+            unsaved: Vec::new(),
         })
+    }
+
+    /// Stores the tree nodes appended since the last call.
+    pub async fn save_nodes(&mut self, tx: &mut WriteTx) -> Result<(), Error> {
+        if !self.unsaved.is_empty() {
+            audit_log::insert_nodes(tx, &self.unsaved).await?;
+            self.unsaved.clear();
+        }
+        Ok(())
     }
 
     /// Writes the head: the log's size and its tree's root.
@@ -237,9 +250,15 @@ pub(super) struct Run<'a> {
     last_event: Option<(Action, Option<RecordRef>)>,
 }
 
+/// The users who acted earlier in a batch, as read then (actor, permissions). They hold
+/// until a command that may change a user or a group ([`Command::keeps_actors`]); a new
+/// batch starts with none, since another process may have changed them in between.
+pub(super) type Actors = std::collections::HashMap<i64, (Actor, Grants)>;
+
 pub(super) async fn apply(
     tx: &mut WriteTx,
     state: &mut State,
+    actors: &mut Actors,
     ctx: &Context,
     command: Command,
     now: Timestamp,
@@ -256,7 +275,19 @@ pub(super) async fn apply(
             ));
         }
     }
-    let (actor, grants) = resolve_actor(tx, &ctx.actor).await?;
+    let (actor, grants) = match &ctx.actor {
+        ActorRef::User(id) => match actors.get(id) {
+            Some((actor, grants)) => (actor.clone(), Some(grants.clone())),
+            None => {
+                let (actor, grants) = resolve_actor(tx, &ctx.actor).await?;
+                if let Some(g) = &grants {
+                    actors.insert(*id, (actor.clone(), g.clone()));
+                }
+                (actor, grants)
+            }
+        },
+        other => resolve_actor(tx, other).await?,
+    };
     let mut run = Run {
         tx,
         state,
@@ -639,7 +670,7 @@ impl Run<'_> {
         .await?;
         if self.state.tree {
             let nodes = self.state.frontier.push(hash);
-            audit_log::insert_nodes(self.tx, &nodes).await?;
+            self.state.unsaved.extend(nodes);
         }
         self.state.next_idx += 1;
         Ok(Some(idx))
@@ -997,7 +1028,7 @@ impl Run<'_> {
             .iter()
             .map(|c| (c.field.clone(), after[&c.field].clone()))
             .collect();
-        records::update(
+        let record = records::update(
             self.tx,
             kind,
             before.id,
@@ -1006,7 +1037,6 @@ impl Run<'_> {
             self.micros(),
         )
         .await?;
-        let record = self.load(kind, before.id).await?;
         let audit_index = self
             .log_record(&record, kind, action, changes.clone(), None)
             .await?;
@@ -1136,8 +1166,7 @@ impl Run<'_> {
             (Action::Restore, None, None)
         };
         let (id, version, now) = (before.id, before.version, self.micros());
-        records::set_deleted(self.tx, kind, id, version, deleted_at, now).await?;
-        let record = self.load(kind, id).await?;
+        let record = records::set_deleted(self.tx, kind, id, version, deleted_at, now).await?;
         let audit_index = self.log_record(&record, kind, action, vec![], snap).await?;
         self.after_change(
             kind,
@@ -1718,6 +1747,7 @@ impl Run<'_> {
         let previous_size = previous.map(|r| r.tree_size as u64);
         let ids = archive::node_ids(first_u, end_u, tree_size, previous_size)
             .map_err(|e| refuse(e.to_string()))?;
+        self.state.save_nodes(self.tx).await?;
         let nodes: BTreeMap<(u8, u64), [u8; 32]> = audit_log::nodes_for_write(self.tx, &ids)
             .await?
             .into_iter()

@@ -150,6 +150,28 @@ impl Command {
     pub fn signs(&self) -> bool {
         matches!(self, Self::Checkpoint | Self::Archive { .. })
     }
+
+    /// Whether it leaves every user and security group as it found them, so the actors
+    /// the writer resolved before it still hold after it (failed or not).
+    pub(crate) fn keeps_actors(&self) -> bool {
+        let people =
+            |kind: &RecordKind| matches!(kind, RecordKind::User | RecordKind::SecurityGroup);
+        match self {
+            Self::Create { kind, .. }
+            | Self::Update { kind, .. }
+            | Self::Delete { kind, .. }
+            | Self::Restore { kind, .. } => !people(kind),
+            Self::Post { .. }
+            | Self::Unlock { .. }
+            | Self::VoidPayment { .. }
+            | Self::SaveNotes { .. }
+            | Self::RecordCommunication { .. }
+            | Self::TouchSession { .. }
+            | Self::TouchToken { .. }
+            | Self::Checkpoint => true,
+            _ => false,
+        }
+    }
 }
 
 /// The most entries one archive run moves: a bound on the memory it takes and on how

@@ -19,7 +19,7 @@ pub use error::Error;
 use crate::audit::checkpoint::Signer;
 use crate::clock::Clock;
 use crate::domain::record::Fields;
-use crate::store::Db;
+use crate::store::{Db, WriteConn};
 
 /// The token that opens a [`crate::store::WriteTx`]. Its field is private to this module,
 /// so nothing outside the ledger can write.
@@ -155,8 +155,23 @@ impl Ledger {
     ) -> Result<Self, Error> {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let stats = std::sync::Arc::new(writer::Stats::default());
-        let writer = writer::run(db.clone(), jobs, signer, clock, stats.clone(), tree);
-        tokio::spawn(writer);
+        let conn = WriteConn::open(&db, &Seal(()))?;
+        let blocks = conn.blocks();
+        let writer = writer::run(db.clone(), conn, jobs, signer, clock, stats.clone(), tree);
+        if blocks {
+            // Its statements run on the thread that polls it: a thread of its own, so
+            // they never hold up the runtime's.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::NotSaved(format!("cannot start the writer: {e}")))?;
+            std::thread::Builder::new()
+                .name("keeptrack-writer".into())
+                .spawn(move || runtime.block_on(writer))
+                .map_err(|e| Error::NotSaved(format!("cannot start the writer: {e}")))?;
+        } else {
+            tokio::spawn(writer);
+        }
         let ledger = Self { db, queue, stats };
         ledger.submit(Context::system(), Command::Install).await?;
         Ok(ledger)

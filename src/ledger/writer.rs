@@ -12,7 +12,7 @@ use crate::domain::merkle::{Frontier, Hash};
 use crate::store::audit_log;
 use crate::{
     clock::Clock,
-    store::{Db, WriteTx},
+    store::{Db, WriteConn, WriteTx},
 };
 
 /// The most commands one transaction takes: enough to amortise the fsync, few enough
@@ -31,6 +31,8 @@ struct Watch {
     alarm: Option<String>,
     /// The clock was behind the log at the last batch (so that was already recorded).
     clock_behind: bool,
+    /// The actors the last committed batch resolved, while nobody else writes.
+    actors: apply::Actors,
 }
 
 /// What `/metrics` shows of the writer: committed batches and the commands in them.
@@ -47,6 +49,7 @@ const CLOCK_SLACK_MICROS: i64 = 1_000_000;
 
 pub(super) async fn run(
     db: Db,
+    conn: WriteConn,
     mut jobs: mpsc::Receiver<Job>,
     signer: Option<Signer>,
     clock: Clock,
@@ -60,12 +63,13 @@ pub(super) async fn run(
         kept: None,
         alarm: None,
         clock_behind: false,
+        actors: apply::Actors::new(),
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let size = batch.len() as u64;
         let replies = run_batch(
-            &db,
+            (&db, &conn),
             &seal,
             signer.as_ref(),
             &clock,
@@ -95,7 +99,7 @@ type Reply = (
 /// Runs one batch in one transaction. A command that fails is rolled back to its
 /// savepoint alone; a failure of the transaction itself fails every command in it.
 async fn run_batch(
-    db: &Db,
+    (db, conn): (&Db, &WriteConn),
     seal: &Seal,
     signer: Option<&Signer>,
     clock: &Clock,
@@ -103,7 +107,7 @@ async fn run_batch(
     watch: &mut Watch,
     jobs: Vec<Job>,
 ) -> Vec<Reply> {
-    let mut tx = match WriteTx::begin(db, seal).await {
+    let mut tx = match WriteTx::begin(db, conn, seal).await {
         Ok(tx) => tx,
         Err(e) => return fail_all(jobs.into_iter().map(|j| j.reply), &e.into()),
     };
@@ -146,6 +150,11 @@ async fn run_batch(
     }
     watch.clock_behind = behind;
     let mut results: Vec<Reply> = Vec::with_capacity(jobs.len());
+    // Another process may have changed a user since the last batch.
+    let mut actors = std::mem::take(&mut watch.actors);
+    if !tx.undisturbed() {
+        actors.clear();
+    }
     let mut pending = jobs.into_iter();
     while let Some(Job {
         ctx,
@@ -156,10 +165,16 @@ async fn run_batch(
         let now = clock.now().max(*last);
         *last = now;
         let saved = state.clone();
+        let keeps_actors = command.keeps_actors();
         let outcome = match tx.savepoint().await {
-            Ok(()) => apply::apply(&mut tx, &mut state, &ctx, command, now, signer).await,
+            Ok(()) => {
+                apply::apply(&mut tx, &mut state, &mut actors, &ctx, command, now, signer).await
+            }
             Err(e) => Err(e.into()),
         };
+        if !keeps_actors {
+            actors.clear();
+        }
         let settled = if outcome.is_ok() {
             tx.release().await
         } else {
@@ -176,6 +191,7 @@ async fn run_batch(
         }
     }
     let finished = async {
+        state.save_nodes(&mut tx).await?;
         if state.next_idx != start_size || state.rebuilt {
             state.save_head(&mut tx).await?;
         }
@@ -185,6 +201,7 @@ async fn run_batch(
     match finished {
         Ok(()) => {
             watch.kept = Some(state);
+            watch.actors = actors;
             results
         }
         Err(e) => fail_all(results.into_iter().map(|(r, _)| r), &e),

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Db, Result, SqlValue, WriteTx, bind_all, on_conn, trusted};
+use super::{Db, Result, Run, SqlValue, WriteTx, bind_all, on_conn, statement, trusted};
 
 /// What the ledger appends: the bytes, their leaf hash, and the columns queries use.
 pub struct NewEntry<'a> {
@@ -28,25 +28,37 @@ pub struct StoredEntry {
 
 /// The number of entries, under the writer's lock.
 pub async fn head_size(tx: &mut WriteTx) -> Result<i64> {
-    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1")
-        .fetch_one(&mut *c).await?))
+    statement("SELECT size FROM log_head WHERE id = 1")
+        .scalar(tx.run())
+        .await
 }
 
 /// The time of entry `idx`, under the writer's lock (none before the first entry).
 pub async fn ts_for_write(tx: &mut WriteTx, idx: i64) -> Result<Option<i64>> {
-    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar("SELECT ts FROM audit_log WHERE idx = $1")
-        .bind(idx).fetch_optional(&mut *c).await?))
+    Ok(statement("SELECT ts FROM audit_log WHERE idx = $1")
+        .bind(idx)
+        .fetch_optional::<(i64,)>(tx.run())
+        .await?
+        .map(|(ts,)| ts))
 }
 
 pub async fn append(tx: &mut WriteTx, e: &NewEntry<'_>) -> Result<()> {
     let sql = "INSERT INTO audit_log (idx, ts, category, action, actor_kind, actor_id, \
                record_type, record_id, entry, leaf_hash) \
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-    on_conn!(tx.conn(), c => sqlx::query(sql)
-        .bind(e.idx).bind(e.ts).bind(e.category).bind(e.action).bind(e.actor_kind)
-        .bind(e.actor_id).bind(e.record_type).bind(e.record_id)
-        .bind(e.bytes).bind(e.leaf_hash.as_slice())
-        .execute(&mut *c).await.map(|_| ())?);
+    statement(sql)
+        .bind(e.idx)
+        .bind(e.ts)
+        .bind(e.category)
+        .bind(e.action)
+        .bind(e.actor_kind)
+        .bind(e.actor_id)
+        .bind(e.record_type)
+        .bind(e.record_id)
+        .bind(e.bytes)
+        .bind(e.leaf_hash.as_slice())
+        .execute(tx.run())
+        .await?;
     Ok(())
 }
 
@@ -136,7 +148,7 @@ pub type Node = (u8, u64, [u8; 32]);
 
 /// The stored nodes with these ids. Level 0, the leaves, is each entry's own leaf hash in
 /// `audit_log`; `audit_tree` holds the nodes above it.
-async fn nodes_in(conn: super::Conn<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
+async fn nodes_in(run: Run<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -171,11 +183,7 @@ async fn nodes_in(conn: super::Conn<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>>
         ));
     }
     let sql = selects.join(" UNION ALL ");
-    let rows: Vec<(i64, i64, Vec<u8>)> = on_conn!(conn, c =>
-        bind_all(sqlx::query(trusted(sql)), values).fetch_all(&mut *c).await?
-            .iter()
-            .map(|r| Ok((sqlx::Row::try_get(r, 0)?, sqlx::Row::try_get(r, 1)?, sqlx::Row::try_get(r, 2)?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?);
+    let rows: Vec<(i64, i64, Vec<u8>)> = statement(sql).bind_all(values).fetch_all(run).await?;
     rows.into_iter()
         .map(|(level, idx, hash)| {
             let hash: [u8; 32] = hash.try_into().map_err(|_| {
@@ -189,14 +197,14 @@ async fn nodes_in(conn: super::Conn<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>>
 /// The stored tree nodes with these ids (missing ones are simply absent).
 pub async fn nodes(db: &Db, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
     let mut conn = db.acquire().await?;
-    nodes_in(conn.conn(), ids).await
+    nodes_in(conn.run(), ids).await
 }
 
 pub async fn nodes_for_write(tx: &mut WriteTx, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
-    nodes_in(tx.conn(), ids).await
+    nodes_in(tx.run(), ids).await
 }
 
-/// Stores the nodes an append completed above the leaves (a leaf is its entry's own
+/// Stores the nodes appends completed above the leaves (a leaf is its entry's own
 /// `leaf_hash`, so level 0 is left out).
 pub async fn insert_nodes(tx: &mut WriteTx, nodes: &[Node]) -> Result<()> {
     let nodes: Vec<Node> = nodes
@@ -204,8 +212,8 @@ pub async fn insert_nodes(tx: &mut WriteTx, nodes: &[Node]) -> Result<()> {
         .filter(|(level, ..)| *level > 0)
         .copied()
         .collect();
-    // One statement for all of an append's nodes (none for half the appends, one for a
-    // quarter, ...): each statement costs a round trip, and this is on every audited write.
+    // One statement for a batch's nodes (an append completes one on average): each
+    // statement costs a round trip on PostgreSQL, and appends are every audited write.
     for chunk in nodes.chunks(300) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
@@ -218,19 +226,19 @@ pub async fn insert_nodes(tx: &mut WriteTx, nodes: &[Node]) -> Result<()> {
             [
                 SqlValue::Int(Some(i64::from(*level))),
                 SqlValue::Int(Some(i64::try_from(*idx).unwrap_or(i64::MAX))),
-                SqlValue::Bytes(hash.to_vec()),
+                SqlValue::Bytes(Some(hash.to_vec())),
             ]
         });
-        on_conn!(tx.conn(), c => bind_all(sqlx::query(trusted(sql.clone())), values)
-            .execute(&mut *c).await.map(|_| ())?);
+        statement(sql).bind_all(values).execute(tx.run()).await?;
     }
     Ok(())
 }
 
 /// Every leaf hash in index order, for rebuilding a tree the log predates.
 pub async fn leaf_hashes_for_write(tx: &mut WriteTx) -> Result<Vec<[u8; 32]>> {
-    let rows: Vec<(Vec<u8>,)> = on_conn!(tx.conn(), c =>
-        sqlx::query_as("SELECT leaf_hash FROM audit_log ORDER BY idx").fetch_all(&mut *c).await?);
+    let rows: Vec<(Vec<u8>,)> = statement("SELECT leaf_hash FROM audit_log ORDER BY idx")
+        .fetch_all(tx.run())
+        .await?;
     rows.into_iter()
         .map(|(h,)| {
             h.try_into()
@@ -240,8 +248,11 @@ pub async fn leaf_hashes_for_write(tx: &mut WriteTx) -> Result<Vec<[u8; 32]>> {
 }
 
 pub async fn set_head(tx: &mut WriteTx, size: i64, root: &[u8; 32]) -> Result<()> {
-    on_conn!(tx.conn(), c => sqlx::query("UPDATE log_head SET size = $1, root = $2 WHERE id = 1")
-        .bind(size).bind(root.as_slice()).execute(&mut *c).await.map(|_| ())?);
+    statement("UPDATE log_head SET size = $1, root = $2 WHERE id = 1")
+        .bind(size)
+        .bind(root.as_slice())
+        .execute(tx.run())
+        .await?;
     Ok(())
 }
 
@@ -372,8 +383,13 @@ pub async fn insert_checkpoint(
     note: &str,
 ) -> Result<()> {
     let sql = "INSERT INTO checkpoints (size, root, ts, note) VALUES ($1, $2, $3, $4)";
-    on_conn!(tx.conn(), c => sqlx::query(sql).bind(size).bind(root.as_slice()).bind(ts).bind(note)
-        .execute(&mut *c).await.map(|_| ())?);
+    statement(sql)
+        .bind(size)
+        .bind(root.as_slice())
+        .bind(ts)
+        .bind(note)
+        .execute(tx.run())
+        .await?;
     Ok(())
 }
 
@@ -395,8 +411,9 @@ pub async fn size_and_count_from(db: &Db, from_idx: i64) -> Result<(i64, i64)> {
 
 /// Whether the log has no tree nodes at all (a log older than its tree).
 pub async fn tree_is_empty(tx: &mut WriteTx) -> Result<bool> {
-    let n: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar("SELECT COUNT(*) FROM audit_tree")
-        .fetch_one(&mut *c).await?);
+    let n: i64 = statement("SELECT COUNT(*) FROM audit_tree")
+        .scalar(tx.run())
+        .await?;
     Ok(n == 0)
 }
 
@@ -411,11 +428,29 @@ pub struct ArchiveRun {
     pub file: String,
 }
 
+impl ArchiveRun {
+    fn from_row(
+        (from_idx, to_idx, entry_idx, tree_size, ts, file): (i64, i64, i64, i64, i64, String),
+    ) -> Self {
+        Self {
+            from_idx,
+            to_idx,
+            entry_idx,
+            tree_size,
+            ts,
+            file,
+        }
+    }
+}
+
 /// The newest archive run, under the writer's lock.
 pub async fn last_archive_run_for_write(tx: &mut WriteTx) -> Result<Option<ArchiveRun>> {
     let sql = "SELECT from_idx, to_idx, entry_idx, tree_size, ts, file FROM audit_archive \
                ORDER BY id DESC LIMIT 1";
-    on_conn!(tx.conn(), c => Ok(sqlx::query_as(sql).fetch_optional(&mut *c).await?))
+    Ok(statement(sql)
+        .fetch_optional(tx.run())
+        .await?
+        .map(ArchiveRun::from_row))
 }
 
 /// Every archive run, oldest first.
@@ -428,8 +463,10 @@ pub async fn archive_runs(db: &Db) -> Result<Vec<ArchiveRun>> {
 
 /// The first entry timed at or after `ts`, if any, under the writer's lock.
 pub async fn first_at_or_after_for_write(tx: &mut WriteTx, ts: i64) -> Result<Option<i64>> {
-    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar("SELECT MIN(idx) FROM audit_log WHERE ts >= $1")
-        .bind(ts).fetch_one(&mut *c).await?))
+    statement("SELECT MIN(idx) FROM audit_log WHERE ts >= $1")
+        .bind(ts)
+        .scalar(tx.run())
+        .await
 }
 
 /// Entries `[from, to)` as stored: index, bytes and leaf hash, in index order.
@@ -440,7 +477,7 @@ pub async fn bodies_for_write(
 ) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>> {
     let sql = "SELECT idx, entry, leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2 \
                ORDER BY idx";
-    on_conn!(tx.conn(), c => Ok(sqlx::query_as(sql).bind(from).bind(to).fetch_all(&mut *c).await?))
+    statement(sql).bind(from).bind(to).fetch_all(tx.run()).await
 }
 
 /// Records an archive run. It must precede [`clear_bodies`]: the guard trigger lets
@@ -448,18 +485,27 @@ pub async fn bodies_for_write(
 pub async fn insert_archive_run(tx: &mut WriteTx, run: &ArchiveRun) -> Result<()> {
     let sql = "INSERT INTO audit_archive (from_idx, to_idx, entry_idx, tree_size, ts, file) \
                VALUES ($1, $2, $3, $4, $5, $6)";
-    on_conn!(tx.conn(), c => sqlx::query(sql)
-        .bind(run.from_idx).bind(run.to_idx).bind(run.entry_idx).bind(run.tree_size)
-        .bind(run.ts).bind(&run.file)
-        .execute(&mut *c).await.map(|_| ())?);
+    statement(sql)
+        .bind(run.from_idx)
+        .bind(run.to_idx)
+        .bind(run.entry_idx)
+        .bind(run.tree_size)
+        .bind(run.ts)
+        .bind(run.file.as_str())
+        .execute(tx.run())
+        .await?;
     Ok(())
 }
 
 /// Empties the bodies of entries `[from, to)` (an archive run's; see the guard trigger).
 pub async fn clear_bodies(tx: &mut WriteTx, from: i64, to: i64) -> Result<()> {
     let sql = "UPDATE audit_log SET entry = $1 WHERE idx >= $2 AND idx < $3";
-    on_conn!(tx.conn(), c => sqlx::query(sql).bind(Vec::<u8>::new()).bind(from).bind(to)
-        .execute(&mut *c).await.map(|_| ())?);
+    statement(sql)
+        .bind(Vec::<u8>::new())
+        .bind(from)
+        .bind(to)
+        .execute(tx.run())
+        .await?;
     Ok(())
 }
 

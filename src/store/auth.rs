@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use super::{Conn, Db, Result, WriteTx, on_conn};
+use super::{Db, Result, Run, SqlValue, WriteTx, statement};
 
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRow {
     pub user_id: i64,
     pub csrf_token: String,
@@ -15,7 +15,7 @@ pub struct SessionRow {
     pub ended_at: Option<i64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TokenRow {
     pub id: i64,
     pub user_id: i64,
@@ -25,7 +25,7 @@ pub struct TokenRow {
     pub revoked_at: Option<i64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdempotencyRow {
     pub request_hash: String,
     pub record_type: String,
@@ -43,34 +43,64 @@ pub struct NewSession<'a> {
 }
 
 pub async fn session(db: &Db, id_hash: &str) -> Result<Option<SessionRow>> {
+    let mut conn = db.acquire().await?;
+    session_in(conn.run(), id_hash).await
+}
+
+async fn session_in(run: Run<'_>, id_hash: &str) -> Result<Option<SessionRow>> {
     let sql = "SELECT user_id, csrf_token, created_at, last_seen_at, expires_at, ended_at \
                FROM auth_sessions WHERE id_hash = $1";
-    let mut conn = db.acquire().await?;
-    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).bind(id_hash).fetch_optional(&mut *c).await?))
+    let row = statement(sql).bind(id_hash).fetch_optional(run).await?;
+    Ok(row.map(
+        |(user_id, csrf_token, created_at, last_seen_at, expires_at, ended_at)| SessionRow {
+            user_id,
+            csrf_token,
+            created_at,
+            last_seen_at,
+            expires_at,
+            ended_at,
+        },
+    ))
 }
 
 const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at, revoked_at";
 
-async fn token_in(conn: Conn<'_>, hash: &str) -> Result<Option<TokenRow>> {
-    let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1");
-    on_conn!(conn, c => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(hash).fetch_optional(&mut *c).await?))
+type TokenCells = (i64, i64, String, i64, Option<i64>, Option<i64>);
+
+impl TokenRow {
+    fn from_cells((id, user_id, name, created_at, last_used_at, revoked_at): TokenCells) -> Self {
+        Self {
+            id,
+            user_id,
+            name,
+            created_at,
+            last_used_at,
+            revoked_at,
+        }
+    }
+}
+
+async fn token_where(run: Run<'_>, column: &str, value: SqlValue) -> Result<Option<TokenRow>> {
+    let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE {column} = $1");
+    let row: Option<TokenCells> = statement(sql).bind(value).fetch_optional(run).await?;
+    Ok(row.map(TokenRow::from_cells))
 }
 
 pub async fn token(db: &Db, hash: &str) -> Result<Option<TokenRow>> {
     let mut conn = db.acquire().await?;
-    token_in(conn.conn(), hash).await
+    token_where(conn.run(), "token_hash", hash.into()).await
 }
 
 pub async fn token_by_id_for_write(tx: &mut WriteTx, id: i64) -> Result<Option<TokenRow>> {
-    let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1");
-    on_conn!(tx.conn(), c => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *c).await?))
+    token_where(tx.run(), "id", id.into()).await
 }
 
 /// A user's tokens, newest first.
 pub async fn tokens_of(db: &Db, user_id: i64) -> Result<Vec<TokenRow>> {
     let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY id DESC");
     let mut conn = db.acquire().await?;
-    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user_id).fetch_all(&mut *c).await?))
+    let rows: Vec<TokenCells> = statement(sql).bind(user_id).fetch_all(conn.run()).await?;
+    Ok(rows.into_iter().map(TokenRow::from_cells).collect())
 }
 
 /// The times of the newest `limit` failures since `since` for a username, and for an IP.
@@ -82,7 +112,10 @@ pub async fn recent_failures(
     limit: i64,
 ) -> Result<(Vec<i64>, Vec<i64>)> {
     let mut conn = db.acquire().await?;
-    recent_failures_in(conn.conn(), username, ip, since, limit).await
+    Ok((
+        failures(conn.run(), "username", username, since, limit).await?,
+        failures(conn.run(), "ip", ip, since, limit).await?,
+    ))
 }
 
 pub async fn recent_failures_for_write(
@@ -92,32 +125,35 @@ pub async fn recent_failures_for_write(
     since: i64,
     limit: i64,
 ) -> Result<(Vec<i64>, Vec<i64>)> {
-    recent_failures_in(tx.conn(), username, ip, since, limit).await
+    Ok((
+        failures(tx.run(), "username", username, since, limit).await?,
+        failures(tx.run(), "ip", ip, since, limit).await?,
+    ))
 }
 
-async fn recent_failures_in(
-    conn: Conn<'_>,
-    username: &str,
-    ip: &str,
+async fn failures(
+    run: Run<'_>,
+    column: &str,
+    value: &str,
     since: i64,
     limit: i64,
-) -> Result<(Vec<i64>, Vec<i64>)> {
-    let by_user = "SELECT ts FROM sign_in_failures WHERE username = $1 AND ts >= $2 \
-                   ORDER BY ts DESC LIMIT $3";
-    let by_ip = "SELECT ts FROM sign_in_failures WHERE ip = $1 AND ts >= $2 \
-                 ORDER BY ts DESC LIMIT $3";
-    on_conn!(conn, c => {
-        let u: Vec<i64> = sqlx::query_scalar(by_user).bind(username).bind(since).bind(limit)
-            .fetch_all(&mut *c).await?;
-        let i: Vec<i64> = sqlx::query_scalar(by_ip).bind(ip).bind(since).bind(limit)
-            .fetch_all(&mut *c).await?;
-        Ok((u, i))
-    })
+) -> Result<Vec<i64>> {
+    let sql = format!(
+        "SELECT ts FROM sign_in_failures WHERE {column} = $1 AND ts >= $2 \
+         ORDER BY ts DESC LIMIT $3"
+    );
+    let rows: Vec<(i64,)> = statement(sql)
+        .bind(value)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(run)
+        .await?;
+    Ok(rows.into_iter().map(|(ts,)| ts).collect())
 }
 
 pub async fn idempotency(db: &Db, user_id: i64, key: &str) -> Result<Option<IdempotencyRow>> {
     let mut conn = db.acquire().await?;
-    idempotency_in(conn.conn(), user_id, key).await
+    idempotency_in(conn.run(), user_id, key).await
 }
 
 pub async fn idempotency_for_write(
@@ -125,13 +161,24 @@ pub async fn idempotency_for_write(
     user_id: i64,
     key: &str,
 ) -> Result<Option<IdempotencyRow>> {
-    idempotency_in(tx.conn(), user_id, key).await
+    idempotency_in(tx.run(), user_id, key).await
 }
 
-async fn idempotency_in(conn: Conn<'_>, user_id: i64, key: &str) -> Result<Option<IdempotencyRow>> {
+async fn idempotency_in(run: Run<'_>, user_id: i64, key: &str) -> Result<Option<IdempotencyRow>> {
     let sql = "SELECT request_hash, record_type, record_id FROM idempotency_keys \
                WHERE user_id = $1 AND key = $2";
-    on_conn!(conn, c => Ok(sqlx::query_as(sql).bind(user_id).bind(key).fetch_optional(&mut *c).await?))
+    let row = statement(sql)
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(run)
+        .await?;
+    Ok(
+        row.map(|(request_hash, record_type, record_id)| IdempotencyRow {
+            request_hash,
+            record_type,
+            record_id,
+        }),
+    )
 }
 
 // Writes: only the ledger holds a WriteTx.
@@ -139,36 +186,51 @@ async fn idempotency_in(conn: Conn<'_>, user_id: i64, key: &str) -> Result<Optio
 pub async fn insert_session(tx: &mut WriteTx, s: &NewSession<'_>) -> Result<()> {
     let sql = "INSERT INTO auth_sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, \
                expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6, $7)";
-    on_conn!(tx.conn(), c => sqlx::query(sql).bind(s.id_hash).bind(s.user_id).bind(s.csrf_token)
-        .bind(s.now).bind(s.expires_at).bind(s.ip).bind(s.user_agent)
-        .execute(&mut *c).await.map(|_| ())?);
+    statement(sql)
+        .bind(s.id_hash)
+        .bind(s.user_id)
+        .bind(s.csrf_token)
+        .bind(s.now)
+        .bind(s.expires_at)
+        .bind(s.ip)
+        .bind(s.user_agent)
+        .execute(tx.run())
+        .await?;
     Ok(())
 }
 
 pub async fn session_for_write(tx: &mut WriteTx, id_hash: &str) -> Result<Option<SessionRow>> {
-    let sql = "SELECT user_id, csrf_token, created_at, last_seen_at, expires_at, ended_at \
-               FROM auth_sessions WHERE id_hash = $1";
-    on_conn!(tx.conn(), c => Ok(sqlx::query_as(sql).bind(id_hash).fetch_optional(&mut *c).await?))
+    session_in(tx.run(), id_hash).await
 }
 
 pub async fn touch_session(tx: &mut WriteTx, id_hash: &str, now: i64) -> Result<()> {
     let sql = "UPDATE auth_sessions SET last_seen_at = $2 WHERE id_hash = $1 AND last_seen_at < $2";
-    on_conn!(tx.conn(), c => sqlx::query(sql).bind(id_hash).bind(now).execute(&mut *c).await.map(|_| ())?);
+    statement(sql)
+        .bind(id_hash)
+        .bind(now)
+        .execute(tx.run())
+        .await?;
     Ok(())
 }
 
 pub async fn end_session(tx: &mut WriteTx, id_hash: &str, now: i64) -> Result<bool> {
     let sql = "UPDATE auth_sessions SET ended_at = $2 WHERE id_hash = $1 AND ended_at IS NULL";
-    let n = on_conn!(tx.conn(), c => sqlx::query(sql).bind(id_hash).bind(now).execute(&mut *c).await?.rows_affected());
+    let n = statement(sql)
+        .bind(id_hash)
+        .bind(now)
+        .execute(tx.run())
+        .await?;
     Ok(n > 0)
 }
 
 /// Ends every open session of a user (password changed, user deactivated).
 pub async fn end_sessions_of(tx: &mut WriteTx, user_id: i64, now: i64) -> Result<u64> {
     let sql = "UPDATE auth_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL";
-    Ok(
-        on_conn!(tx.conn(), c => sqlx::query(sql).bind(user_id).bind(now).execute(&mut *c).await?.rows_affected()),
-    )
+    statement(sql)
+        .bind(user_id)
+        .bind(now)
+        .execute(tx.run())
+        .await
 }
 
 pub async fn insert_token(
@@ -180,33 +242,43 @@ pub async fn insert_token(
 ) -> Result<i64> {
     let sql = "INSERT INTO api_tokens (user_id, name, token_hash, created_at) \
                VALUES ($1, $2, $3, $4) RETURNING id";
-    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar(sql).bind(user_id).bind(name).bind(hash).bind(now)
-        .fetch_one(&mut *c).await?))
+    statement(sql)
+        .bind(user_id)
+        .bind(name)
+        .bind(hash)
+        .bind(now)
+        .scalar(tx.run())
+        .await
 }
 
 pub async fn touch_token(tx: &mut WriteTx, id: i64, now: i64) -> Result<()> {
     let sql = "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 \
                AND (last_used_at IS NULL OR last_used_at < $2)";
-    on_conn!(tx.conn(), c => sqlx::query(sql).bind(id).bind(now).execute(&mut *c).await.map(|_| ())?);
+    statement(sql).bind(id).bind(now).execute(tx.run()).await?;
     Ok(())
 }
 
 pub async fn revoke_token(tx: &mut WriteTx, id: i64, now: i64) -> Result<()> {
     let sql = "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
-    on_conn!(tx.conn(), c => sqlx::query(sql).bind(id).bind(now).execute(&mut *c).await.map(|_| ())?);
+    statement(sql).bind(id).bind(now).execute(tx.run()).await?;
     Ok(())
 }
 
 pub async fn insert_failure(tx: &mut WriteTx, username: &str, ip: &str, now: i64) -> Result<()> {
     let sql = "INSERT INTO sign_in_failures (ts, username, ip) VALUES ($1, $2, $3)";
-    on_conn!(tx.conn(), c => sqlx::query(sql).bind(now).bind(username).bind(ip).execute(&mut *c).await.map(|_| ())?);
+    statement(sql)
+        .bind(now)
+        .bind(username)
+        .bind(ip)
+        .execute(tx.run())
+        .await?;
     Ok(())
 }
 
 /// A successful sign-in clears the account's count (the log keeps the failures).
 pub async fn clear_failures(tx: &mut WriteTx, username: &str) -> Result<()> {
     let sql = "DELETE FROM sign_in_failures WHERE username = $1";
-    on_conn!(tx.conn(), c => sqlx::query(sql).bind(username).execute(&mut *c).await.map(|_| ())?);
+    statement(sql).bind(username).execute(tx.run()).await?;
     Ok(())
 }
 
@@ -219,7 +291,14 @@ pub async fn insert_idempotency(
 ) -> Result<()> {
     let sql = "INSERT INTO idempotency_keys (user_id, key, request_hash, record_type, record_id, \
                created_at) VALUES ($1, $2, $3, $4, $5, $6)";
-    on_conn!(tx.conn(), c => sqlx::query(sql).bind(user_id).bind(key).bind(&row.request_hash)
-        .bind(&row.record_type).bind(row.record_id).bind(now).execute(&mut *c).await.map(|_| ())?);
+    statement(sql)
+        .bind(user_id)
+        .bind(key)
+        .bind(row.request_hash.as_str())
+        .bind(row.record_type.as_str())
+        .bind(row.record_id)
+        .bind(now)
+        .execute(tx.run())
+        .await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Conn, Db, Result, WriteTx, on_conn};
+use super::{Db, Result, Run, WriteTx, on_conn, statement};
 use crate::domain::list::ListKind;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -52,13 +52,17 @@ pub async fn items(db: &Db, list: ListKind) -> Result<Vec<ListItem>> {
 /// One entry, read inside the writer's transaction.
 pub async fn get_for_write(tx: &mut WriteTx, id: i64) -> Result<Option<ListItem>> {
     let sql = format!("{SELECT} WHERE id = $1");
-    let row: Option<Row> = on_conn!(tx.conn(), c => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *c).await?);
+    let row: Option<Row> = statement(sql).bind(id).fetch_optional(tx.run()).await?;
     Ok(row.and_then(item))
 }
 
-pub(crate) async fn is_active(conn: Conn<'_>, list: ListKind, id: i64) -> Result<bool> {
+pub(crate) async fn is_active(run: Run<'_>, list: ListKind, id: i64) -> Result<bool> {
     let sql = "SELECT COUNT(*) FROM list_items WHERE id = $1 AND list = $2 AND active";
-    let n: i64 = on_conn!(conn, c => sqlx::query_scalar(sql).bind(id).bind(list.as_str()).fetch_one(&mut *c).await?);
+    let n: i64 = statement(sql)
+        .bind(id)
+        .bind(list.as_str())
+        .scalar(run)
+        .await?;
     Ok(n > 0)
 }
 
@@ -68,10 +72,15 @@ pub async fn seed_defaults(tx: &mut WriteTx) -> Result<()> {
                VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (list, name) DO NOTHING";
     for list in ListKind::ALL {
         for (position, d) in (1_i64..).zip(list.defaults()) {
-            on_conn!(tx.conn(), c => sqlx::query(sql)
-                .bind(list.as_str()).bind(d.name).bind(position).bind(true)
-                .bind(d.minutes).bind(d.days)
-                .execute(&mut *c).await.map(|_| ())?);
+            statement(sql)
+                .bind(list.as_str())
+                .bind(d.name)
+                .bind(position)
+                .bind(true)
+                .bind(d.minutes)
+                .bind(d.days)
+                .execute(tx.run())
+                .await?;
         }
     }
     Ok(())
@@ -80,6 +89,9 @@ pub async fn seed_defaults(tx: &mut WriteTx) -> Result<()> {
 /// The first active entry of a list, in display order: the default a new record gets.
 pub async fn first_active(tx: &mut WriteTx, list: ListKind) -> Result<Option<ListItem>> {
     let sql = format!("{SELECT} WHERE list = $1 AND active ORDER BY position, id LIMIT 1");
-    let row: Option<Row> = on_conn!(tx.conn(), c => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(list.as_str()).fetch_optional(&mut *c).await?);
+    let row: Option<Row> = statement(sql)
+        .bind(list.as_str())
+        .fetch_optional(tx.run())
+        .await?;
     Ok(row.and_then(item))
 }

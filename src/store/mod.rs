@@ -9,8 +9,18 @@ pub mod log_reader;
 pub mod notes;
 pub mod preferences;
 pub mod records;
+mod statement;
 
-use std::{str::FromStr, time::Duration};
+pub(crate) use statement::{Run, statement};
+
+use std::{
+    str::FromStr,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, PgConnection, Postgres, Row, Sqlite, SqliteConnection,
@@ -177,6 +187,10 @@ impl Pooled {
             Self::Postgres(c) => Conn::Postgres(c),
         }
     }
+
+    pub(crate) fn run(&mut self) -> Run<'_> {
+        Run::Sqlx(self.conn())
+    }
 }
 
 /// A borrowed connection of either backend: the shape every query function takes.
@@ -196,24 +210,118 @@ macro_rules! on_conn {
 }
 pub(crate) use on_conn;
 
+/// The writer's connection, kept for the writer's life. On an SQLite file it is a
+/// connection of its own, called directly (see [`statement`]), with its statements
+/// prepared once; otherwise transactions come from the pool.
+pub struct WriteConn {
+    direct: Option<Arc<Mutex<rusqlite::Connection>>>,
+    /// SQLite's `data_version` when the last transaction began: it moves only when
+    /// another connection commits.
+    seen: AtomicI64,
+}
+
+impl WriteConn {
+    pub fn open(db: &Db, _seal: &crate::ledger::Seal) -> Result<Self> {
+        let Db::Sqlite(pool) = db else {
+            return Ok(Self::pooled());
+        };
+        let path = pool.connect_options().get_filename().to_owned();
+        // Another connection cannot see an in-memory database.
+        if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+            return Ok(Self::pooled());
+        }
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // The pool's settings (see `Db::connect`); synchronous is per connection.
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "trusted_schema", "OFF")?;
+        // Each command runs in a savepoint, and SQLite copies every page a savepoint
+        // first touches to its statement journal: in memory, not a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.set_prepared_statement_cache_capacity(256);
+        Ok(Self {
+            direct: Some(Arc::new(Mutex::new(conn))),
+            seen: AtomicI64::new(i64::MIN),
+        })
+    }
+
+    fn pooled() -> Self {
+        Self {
+            direct: None,
+            seen: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Whether its calls block the thread they run on (so the writer needs a thread of
+    /// its own).
+    pub fn blocks(&self) -> bool {
+        self.direct.is_some()
+    }
+}
+
 /// The one kind of transaction that may write. Opened only by the ledger's writer.
 pub struct WriteTx {
     inner: TxInner,
+    undisturbed: bool,
 }
 
 enum TxInner {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
+    Direct(DirectTx),
+}
+
+/// A transaction on the writer's own SQLite connection; rolled back unless committed.
+struct DirectTx {
+    conn: Arc<Mutex<rusqlite::Connection>>,
+    open: bool,
+}
+
+impl DirectTx {
+    fn batch(&self, sql: &str) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(conn.execute_batch(sql)?)
+    }
+
+    fn data_version(&self) -> Result<i64> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(conn.pragma_query_value(None, "data_version", |row| row.get(0))?)
+    }
+}
+
+impl Drop for DirectTx {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.batch("ROLLBACK");
+        }
+    }
 }
 
 impl WriteTx {
     /// Begins a write transaction that holds the log's single-writer lock: SQLite's
     /// `BEGIN IMMEDIATE`, PostgreSQL's row lock on `log_head`. The seal is a value only the
     /// ledger can make, so the compiler keeps every write on the ledger's path.
-    pub async fn begin(db: &Db, _seal: &crate::ledger::Seal) -> Result<Self> {
-        let inner = match db {
-            Db::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => {
+    pub async fn begin(db: &Db, conn: &WriteConn, _seal: &crate::ledger::Seal) -> Result<Self> {
+        let mut undisturbed = false;
+        let inner = match (db, &conn.direct) {
+            (Db::Sqlite(_), Some(direct)) => {
+                let mut tx = DirectTx {
+                    conn: direct.clone(),
+                    open: false,
+                };
+                tx.batch("BEGIN IMMEDIATE")?;
+                tx.open = true;
+                let version = tx.data_version()?;
+                undisturbed = conn.seen.swap(version, Ordering::Relaxed) == version;
+                TxInner::Direct(tx)
+            }
+            (Db::Sqlite(p), None) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            (Db::Postgres(p), _) => {
                 let mut tx = p.begin().await?;
                 sqlx::query("SELECT size FROM log_head WHERE id = 1 FOR UPDATE")
                     .execute(&mut *tx)
@@ -221,13 +329,21 @@ impl WriteTx {
                 TxInner::Postgres(tx)
             }
         };
-        Ok(Self { inner })
+        Ok(Self { inner, undisturbed })
     }
 
-    pub(crate) fn conn(&mut self) -> Conn<'_> {
+    /// Whether nothing but this writer has written to the database since its previous
+    /// transaction began (known only on its own SQLite connection; otherwise false).
+    pub fn undisturbed(&self) -> bool {
+        self.undisturbed
+    }
+
+    /// Where the transaction's statements run.
+    pub(crate) fn run(&mut self) -> Run<'_> {
         match &mut self.inner {
-            TxInner::Sqlite(t) => Conn::Sqlite(t),
-            TxInner::Postgres(t) => Conn::Postgres(t),
+            TxInner::Sqlite(t) => Run::Sqlx(Conn::Sqlite(t)),
+            TxInner::Postgres(t) => Run::Sqlx(Conn::Postgres(t)),
+            TxInner::Direct(t) => Run::Direct(&t.conn),
         }
     }
 
@@ -235,6 +351,10 @@ impl WriteTx {
         match self.inner {
             TxInner::Sqlite(t) => t.commit().await?,
             TxInner::Postgres(t) => t.commit().await?,
+            TxInner::Direct(mut t) => {
+                t.batch("COMMIT")?;
+                t.open = false;
+            }
         }
         Ok(())
     }
@@ -252,7 +372,11 @@ impl WriteTx {
     }
 
     async fn exec(&mut self, sql: &'static str) -> Result<()> {
-        on_conn!(self.conn(), c => sqlx::query(sql).execute(&mut *c).await.map(|_| ()))?;
+        match &mut self.inner {
+            TxInner::Sqlite(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ())?,
+            TxInner::Postgres(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ())?,
+            TxInner::Direct(t) => t.batch(sql)?,
+        }
         Ok(())
     }
 }
@@ -263,7 +387,7 @@ pub(crate) enum SqlValue {
     Int(Option<i64>),
     Text(Option<String>),
     Bool(bool),
-    Bytes(Vec<u8>),
+    Bytes(Option<Vec<u8>>),
 }
 
 pub(crate) fn bind<'q, DB: Database>(
@@ -274,7 +398,7 @@ where
     Option<i64>: Encode<'q, DB> + Type<DB>,
     Option<String>: Encode<'q, DB> + Type<DB>,
     bool: Encode<'q, DB> + Type<DB>,
-    Vec<u8>: Encode<'q, DB> + Type<DB>,
+    Option<Vec<u8>>: Encode<'q, DB> + Type<DB>,
 {
     match value {
         SqlValue::Int(v) => query.bind(v),
@@ -292,7 +416,7 @@ where
     Option<i64>: Encode<'q, DB> + Type<DB>,
     Option<String>: Encode<'q, DB> + Type<DB>,
     bool: Encode<'q, DB> + Type<DB>,
-    Vec<u8>: Encode<'q, DB> + Type<DB>,
+    Option<Vec<u8>>: Encode<'q, DB> + Type<DB>,
 {
     for v in values {
         query = bind(query, v);
@@ -308,11 +432,13 @@ where
     Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
     Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     bool: Decode<'r, R::Database> + Type<R::Database>,
+    Option<Vec<u8>>: Decode<'r, R::Database> + Type<R::Database>,
 {
     Ok(match kind {
         CellKind::Int => SqlValue::Int(row.try_get(i)?),
         CellKind::Text => SqlValue::Text(row.try_get(i)?),
         CellKind::Bool => SqlValue::Bool(row.try_get(i)?),
+        CellKind::Bytes => SqlValue::Bytes(row.try_get(i)?),
     })
 }
 
@@ -321,6 +447,7 @@ pub(crate) enum CellKind {
     Int,
     Text,
     Bool,
+    Bytes,
 }
 
 /// The SQL for a dynamic query is assembled from our own column names only, never from

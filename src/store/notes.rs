@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Conn, Db, Result, WriteTx, on_conn};
+use super::{Db, Result, Run, WriteTx, on_conn, statement};
 use crate::domain::record::RecordKind;
 
 /// Who wrote a revision or caused a status note, as they were then.
@@ -55,17 +55,20 @@ fn revision((revision, ts, kind, id, initials, name, text): RevisionRow) -> Revi
 const REVISIONS: &str = "SELECT revision, ts, author_kind, author_id, author_initials, author_name, body \
                          FROM note_revisions WHERE record_type = $1 AND record_id = $2";
 
-async fn latest_in(conn: Conn<'_>, kind: RecordKind, id: i64) -> Result<Option<Revision>> {
+async fn latest_in(run: Run<'_>, kind: RecordKind, id: i64) -> Result<Option<Revision>> {
     let sql = format!("{REVISIONS} ORDER BY revision DESC LIMIT 1");
-    let row: Option<RevisionRow> = on_conn!(conn, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(kind.as_str()).bind(id).fetch_optional(&mut *c).await?);
+    let row: Option<RevisionRow> = statement(sql)
+        .bind(kind.as_str())
+        .bind(id)
+        .fetch_optional(run)
+        .await?;
     Ok(row.map(revision))
 }
 
 /// The current notes of a record: its newest revision.
 pub async fn latest(db: &Db, kind: RecordKind, id: i64) -> Result<Option<Revision>> {
     let mut conn = db.acquire().await?;
-    latest_in(conn.conn(), kind, id).await
+    latest_in(conn.run(), kind, id).await
 }
 
 pub async fn latest_for_write(
@@ -73,7 +76,7 @@ pub async fn latest_for_write(
     kind: RecordKind,
     id: i64,
 ) -> Result<Option<Revision>> {
-    latest_in(tx.conn(), kind, id).await
+    latest_in(tx.run(), kind, id).await
 }
 
 /// Revisions newest first, before the keyset `(ts, revision)`, at most `limit`.
@@ -105,11 +108,18 @@ pub async fn insert_revision(
     let sql = "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
                author_id, author_initials, author_name, body) \
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-    on_conn!(tx.conn(), c => sqlx::query(sql)
-        .bind(kind.as_str()).bind(id).bind(r.revision).bind(r.ts)
-        .bind(&r.author.kind).bind(r.author.id).bind(&r.author.initials).bind(&r.author.name)
-        .bind(&r.text)
-        .execute(&mut *c).await.map(|_| ())?);
+    statement(sql)
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(r.revision)
+        .bind(r.ts)
+        .bind(r.author.kind.as_str())
+        .bind(r.author.id)
+        .bind(r.author.initials.as_str())
+        .bind(r.author.name.as_str())
+        .bind(r.text.as_str())
+        .execute(tx.run())
+        .await?;
     Ok(())
 }
 
@@ -121,10 +131,17 @@ pub async fn insert_status_note(
 ) -> Result<()> {
     let sql = "INSERT INTO status_notes (record_type, record_id, ts, actor_kind, actor_id, \
                actor_initials, body, audit_idx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-    on_conn!(tx.conn(), c => sqlx::query(sql)
-        .bind(kind.as_str()).bind(id).bind(note.ts).bind(&note.actor_kind).bind(note.actor_id)
-        .bind(&note.initials).bind(&note.text).bind(note.audit_idx)
-        .execute(&mut *c).await.map(|_| ())?);
+    statement(sql)
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(note.ts)
+        .bind(note.actor_kind.as_str())
+        .bind(note.actor_id)
+        .bind(note.initials.as_str())
+        .bind(note.text.as_str())
+        .bind(note.audit_idx)
+        .execute(tx.run())
+        .await?;
     Ok(())
 }
 

@@ -1,13 +1,13 @@
 //! Business records (clients, sessions, appointments, invoices, payments, users): one
 //! table per kind, columns from the kind's field table, plus id, version and timestamps.
 
+use std::sync::LazyLock;
+
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{
-    CellKind, Conn, Db, Error, Result, SqlValue, WriteTx, bind_all, cell, on_conn, trusted,
-};
+use super::{CellKind, Db, Error, Result, Run, SqlValue, WriteTx, statement, statement::Statement};
 use crate::domain::{
     field::{Field, FieldType},
     list::ListKind,
@@ -84,57 +84,75 @@ fn from_sql(field: &Field, value: SqlValue) -> Result<Value> {
     })
 }
 
+/// Every column of a kind's table, in the order [`decode`] reads them; built once.
+fn columns(kind: RecordKind) -> &'static str {
+    static COLUMNS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        (RecordKind::ALL.iter())
+            .map(|kind| {
+                let fields = kind.fields().iter().map(|f| f.name);
+                let cols: Vec<&str> = META.iter().copied().chain(fields).collect();
+                cols.join(", ")
+            })
+            .collect()
+    });
+    let i = RecordKind::ALL.iter().position(|k| *k == kind);
+    &COLUMNS[i.expect("every kind is in ALL")]
+}
+
 fn select_sql(kind: RecordKind) -> String {
-    let cols: Vec<&str> = META
-        .iter()
-        .copied()
-        .chain(kind.fields().iter().map(|f| f.name))
-        .collect();
-    format!("SELECT {} FROM {}", cols.join(", "), kind.table())
+    format!("SELECT {} FROM {}", columns(kind), kind.table())
 }
 
-macro_rules! decode_record {
-    ($kind:expr, $row:expr) => {{
-        let row = $row;
-        let int = |i| match cell(row, i, CellKind::Int)? {
-            SqlValue::Int(v) => Ok::<_, Error>(v),
-            _ => unreachable!("cell returns the kind it is asked for"),
-        };
-        let mut fields = Fields::new();
-        for (i, field) in $kind.fields().iter().enumerate() {
-            let v = cell(row, META.len() + i, cell_kind(field.ty))?;
-            fields.insert(field.name.to_owned(), from_sql(field, v)?);
-        }
-        StoredRecord {
-            id: int(0)?.unwrap_or_default(),
-            version: int(1)?.unwrap_or_default(),
-            created_at: int(2)?.unwrap_or_default(),
-            updated_at: int(3)?.unwrap_or_default(),
-            deleted_at: int(4)?,
-            fields,
-        }
-    }};
+/// The cells a record's row is read as: the common columns, then its fields.
+fn row_kinds(kind: RecordKind) -> Vec<CellKind> {
+    let fields = kind.fields().iter().map(|f| cell_kind(f.ty));
+    [CellKind::Int; 5].into_iter().chain(fields).collect()
 }
 
-pub(crate) async fn fetch(
-    conn: Conn<'_>,
-    kind: RecordKind,
-    id: i64,
-) -> Result<Option<StoredRecord>> {
-    let sql = format!("{} WHERE id = $1", select_sql(kind));
-    on_conn!(conn, c => {
-        let row = sqlx::query(trusted(sql)).bind(id).fetch_optional(&mut *c).await?;
-        match row {
-            Some(row) => Ok(Some(decode_record!(kind, &row))),
-            None => Ok(None),
-        }
+fn decode(kind: RecordKind, cells: Vec<SqlValue>) -> Result<StoredRecord> {
+    let mut cells = cells.into_iter();
+    let mut int = || match cells.next() {
+        Some(SqlValue::Int(v)) => Ok(v),
+        other => Err(Error::Corrupt(format!("{kind}: a column holds {other:?}"))),
+    };
+    let (id, version, created_at, updated_at, deleted_at) =
+        (int()?, int()?, int()?, int()?, int()?);
+    let mut fields = Fields::new();
+    for (field, v) in kind.fields().iter().zip(cells) {
+        fields.insert(field.name.to_owned(), from_sql(field, v)?);
+    }
+    Ok(StoredRecord {
+        id: id.unwrap_or_default(),
+        version: version.unwrap_or_default(),
+        created_at: created_at.unwrap_or_default(),
+        updated_at: updated_at.unwrap_or_default(),
+        deleted_at,
+        fields,
     })
+}
+
+/// The records a `SELECT` of [`select_sql`] returns.
+async fn records(run: Run<'_>, kind: RecordKind, query: Statement) -> Result<Vec<StoredRecord>> {
+    let rows = query.rows(run, &row_kinds(kind)).await?;
+    rows.into_iter().map(|cells| decode(kind, cells)).collect()
+}
+
+pub(crate) async fn fetch(run: Run<'_>, kind: RecordKind, id: i64) -> Result<Option<StoredRecord>> {
+    // The writer reads a record or two per command: its SQL is built once.
+    static BY_ID: LazyLock<Vec<String>> = LazyLock::new(|| {
+        (RecordKind::ALL.iter())
+            .map(|kind| format!("{} WHERE id = $1", select_sql(*kind)))
+            .collect()
+    });
+    let i = RecordKind::ALL.iter().position(|k| *k == kind);
+    let sql: &'static str = &BY_ID[i.expect("every kind is in ALL")];
+    Ok(records(run, kind, statement(sql).bind(id)).await?.pop())
 }
 
 /// One record, deleted or not.
 pub async fn get(db: &Db, kind: RecordKind, id: i64) -> Result<Option<StoredRecord>> {
     let mut conn = db.acquire().await?;
-    fetch(conn.conn(), kind, id).await
+    fetch(conn.run(), kind, id).await
 }
 
 /// Reads inside the writer's transaction, so a command sees its own batch's changes.
@@ -143,7 +161,7 @@ pub async fn get_for_write(
     kind: RecordKind,
     id: i64,
 ) -> Result<Option<StoredRecord>> {
-    fetch(tx.conn(), kind, id).await
+    fetch(tx.run(), kind, id).await
 }
 
 /// A page of records in id order, starting after `after_id`.
@@ -164,10 +182,8 @@ pub async fn list(
         select_sql(kind)
     );
     let mut conn = db.acquire().await?;
-    on_conn!(conn.conn(), c => {
-        let rows = sqlx::query(trusted(sql)).bind(after_id).bind(limit).fetch_all(&mut *c).await?;
-        rows.iter().map(|row| Ok(decode_record!(kind, row))).collect()
-    })
+    let query = statement(sql).bind(after_id).bind(limit);
+    records(conn.run(), kind, query).await
 }
 
 /// A page request: equality filters, a sort column, and where the last page ended.
@@ -263,10 +279,7 @@ pub async fn page(db: &Db, kind: RecordKind, q: &PageQuery) -> Result<Vec<Stored
         params.len()
     );
     let mut conn = db.acquire().await?;
-    on_conn!(conn.conn(), c => {
-        let rows = bind_all(sqlx::query(trusted(sql)), params).fetch_all(&mut *c).await?;
-        rows.iter().map(|row| Ok(decode_record!(kind, row))).collect()
-    })
+    records(conn.run(), kind, statement(sql).bind_all(params)).await
 }
 
 /// How many records of a kind are live.
@@ -276,7 +289,7 @@ pub async fn count(db: &Db, kind: RecordKind) -> Result<i64> {
         kind.table()
     );
     let mut conn = db.acquire().await?;
-    on_conn!(conn.conn(), c => Ok(sqlx::query_scalar(trusted(sql)).fetch_one(&mut *c).await?))
+    statement(sql).scalar(conn.run()).await
 }
 
 pub async fn insert(tx: &mut WriteTx, kind: RecordKind, fields: &Fields, now: i64) -> Result<i64> {
@@ -301,14 +314,12 @@ pub async fn insert(tx: &mut WriteTx, kind: RecordKind, fields: &Fields, now: i6
             fields.get(field.name).unwrap_or(&Value::Null),
         )?);
     }
-    on_conn!(tx.conn(), c => {
-        let row = bind_all(sqlx::query(trusted(sql)), values).fetch_one(&mut *c).await?;
-        Ok(sqlx::Row::try_get::<i64, _>(&row, 0)?)
-    })
+    statement(sql).bind_all(values).scalar(tx.run()).await
 }
 
 /// Writes the changed fields and bumps the version, only if the version is still
 /// `version` (another writer in between would make this a no-op the caller notices).
+/// Answers the record as stored after the change.
 pub async fn update(
     tx: &mut WriteTx,
     kind: RecordKind,
@@ -316,7 +327,7 @@ pub async fn update(
     version: i64,
     changes: &Fields,
     now: i64,
-) -> Result<()> {
+) -> Result<StoredRecord> {
     let mut sets = vec![
         "version = version + 1".to_owned(),
         "updated_at = $1".to_owned(),
@@ -333,6 +344,7 @@ pub async fn update(
 }
 
 /// Marks a record deleted (`Some(now)`) or restores it (`None`), bumping the version.
+/// Answers the record as stored after the change.
 pub async fn set_deleted(
     tx: &mut WriteTx,
     kind: RecordKind,
@@ -340,7 +352,7 @@ pub async fn set_deleted(
     version: i64,
     deleted_at: Option<i64>,
     now: i64,
-) -> Result<()> {
+) -> Result<StoredRecord> {
     let sets = vec![
         "version = version + 1".to_owned(),
         "updated_at = $1".to_owned(),
@@ -357,24 +369,24 @@ async fn set_row(
     version: i64,
     sets: Vec<String>,
     mut values: Vec<SqlValue>,
-) -> Result<()> {
+) -> Result<StoredRecord> {
     values.push(SqlValue::Int(Some(id)));
     values.push(SqlValue::Int(Some(version)));
+    // The row comes back from the statement that wrote it: what is stored, read after.
     let sql = format!(
-        "UPDATE {} SET {} WHERE id = ${} AND version = ${}",
+        "UPDATE {} SET {} WHERE id = ${} AND version = ${} RETURNING {}",
         kind.table(),
         sets.join(", "),
         values.len() - 1,
-        values.len()
+        values.len(),
+        columns(kind)
     );
-    let affected = on_conn!(tx.conn(), c => bind_all(sqlx::query(trusted(sql)), values)
-        .execute(&mut *c).await?.rows_affected());
-    if affected == 1 {
-        Ok(())
-    } else {
-        Err(Error::Corrupt(format!(
+    let mut after = records(tx.run(), kind, statement(sql).bind_all(values)).await?;
+    match (after.pop(), after.is_empty()) {
+        (Some(record), true) => Ok(record),
+        _ => Err(Error::Corrupt(format!(
             "{kind} {id} changed under the writer"
-        )))
+        ))),
     }
 }
 
@@ -384,7 +396,7 @@ pub async fn is_live(tx: &mut WriteTx, kind: RecordKind, id: i64) -> Result<bool
         "SELECT COUNT(*) FROM {} WHERE id = $1 AND deleted_at IS NULL",
         kind.table()
     );
-    let n: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar(trusted(sql)).bind(id).fetch_one(&mut *c).await?);
+    let n: i64 = statement(sql).bind(id).scalar(tx.run()).await?;
     Ok(n > 0)
 }
 
@@ -404,10 +416,7 @@ pub async fn is_taken(
     );
     let v = to_sql(field, value)?;
     let params = [v, SqlValue::Int(Some(except_id.unwrap_or(0)))];
-    let n: i64 = on_conn!(tx.conn(), c => {
-        let row = bind_all(sqlx::query(trusted(sql)), params).fetch_one(&mut *c).await?;
-        sqlx::Row::try_get(&row, 0)?
-    });
+    let n: i64 = statement(sql).bind_all(params).scalar(tx.run()).await?;
     Ok(n > 0)
 }
 
@@ -417,33 +426,36 @@ pub async fn referrers(tx: &mut WriteTx, kind: RecordKind, field: &str, id: i64)
         "SELECT COUNT(*) FROM {} WHERE {field} = $1 AND deleted_at IS NULL",
         kind.table()
     );
-    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar(trusted(sql)).bind(id).fetch_one(&mut *c).await?))
+    statement(sql).bind(id).scalar(tx.run()).await
 }
 
 /// Live payments on the live invoices of a client.
 pub async fn client_payments(tx: &mut WriteTx, client_id: i64) -> Result<i64> {
     let sql = "SELECT COUNT(*) FROM payments p JOIN invoices i ON i.id = p.invoice_id \
                WHERE i.client_id = $1 AND p.deleted_at IS NULL AND i.deleted_at IS NULL";
-    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar(sql).bind(client_id).fetch_one(&mut *c).await?))
+    statement(sql).bind(client_id).scalar(tx.run()).await
 }
 
 /// Takes the next number of a numbered kind (clients, sessions, invoices).
 pub async fn next_number(tx: &mut WriteTx, kind: RecordKind, first: i64) -> Result<i64> {
     let sql = "INSERT INTO counters (name, last_number) VALUES ($1, $2) ON CONFLICT (name) \
                DO UPDATE SET last_number = counters.last_number + 1 RETURNING last_number";
-    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar(sql).bind(kind.table()).bind(first)
-        .fetch_one(&mut *c).await?))
+    statement(sql)
+        .bind(kind.table())
+        .bind(first)
+        .scalar(tx.run())
+        .await
 }
 
 /// Whether a list entry exists in the right list and is active.
 pub async fn choice_is_valid(tx: &mut WriteTx, list: ListKind, id: i64) -> Result<bool> {
-    super::lists::is_active(tx.conn(), list, id).await
+    super::lists::is_active(tx.run(), list, id).await
 }
 
 /// The id of the record whose `field` equals `value`, deleted or not.
 pub async fn find_id(db: &Db, kind: RecordKind, field: &str, value: &str) -> Result<Option<i64>> {
     let mut conn = db.acquire().await?;
-    find_id_in(conn.conn(), kind, field, value).await
+    find_id_in(conn.run(), kind, field, value).await
 }
 
 pub async fn find_id_for_write(
@@ -452,11 +464,11 @@ pub async fn find_id_for_write(
     field: &str,
     value: &str,
 ) -> Result<Option<i64>> {
-    find_id_in(tx.conn(), kind, field, value).await
+    find_id_in(tx.run(), kind, field, value).await
 }
 
 async fn find_id_in(
-    conn: Conn<'_>,
+    run: Run<'_>,
     kind: RecordKind,
     field: &str,
     value: &str,
@@ -469,7 +481,8 @@ async fn find_id_in(
         kind.table(),
         f.name
     );
-    on_conn!(conn, c => Ok(sqlx::query_scalar(trusted(sql)).bind(value).fetch_optional(&mut *c).await?))
+    let row: Option<(i64,)> = statement(sql).bind(value).fetch_optional(run).await?;
+    Ok(row.map(|(id,)| id))
 }
 
 /// The record whose `field` equals `value`, deleted or not.
@@ -479,7 +492,7 @@ pub async fn find_for_write(
     field: &str,
     value: &str,
 ) -> Result<Option<StoredRecord>> {
-    find_in(tx.conn(), kind, field, value).await
+    find_in(tx.run(), kind, field, value).await
 }
 
 pub async fn find(
@@ -489,11 +502,11 @@ pub async fn find(
     value: &str,
 ) -> Result<Option<StoredRecord>> {
     let mut conn = db.acquire().await?;
-    find_in(conn.conn(), kind, field, value).await
+    find_in(conn.run(), kind, field, value).await
 }
 
 async fn find_in(
-    conn: Conn<'_>,
+    run: Run<'_>,
     kind: RecordKind,
     field: &str,
     value: &str,
@@ -506,17 +519,11 @@ async fn find_in(
         select_sql(kind),
         f.name
     );
-    on_conn!(conn, c => {
-        let row = sqlx::query(trusted(sql)).bind(value).fetch_optional(&mut *c).await?;
-        match row {
-            Some(row) => Ok(Some(decode_record!(kind, &row))),
-            None => Ok(None),
-        }
-    })
+    Ok(records(run, kind, statement(sql).bind(value)).await?.pop())
 }
 
 /// How many live users are in a security group.
 pub async fn group_members(tx: &mut WriteTx, group: &str) -> Result<i64> {
     let sql = "SELECT COUNT(*) FROM users WHERE security_group = $1 AND deleted_at IS NULL";
-    on_conn!(tx.conn(), c => Ok(sqlx::query_scalar(sql).bind(group).fetch_one(&mut *c).await?))
+    statement(sql).bind(group).scalar(tx.run()).await
 }
