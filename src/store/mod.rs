@@ -283,9 +283,11 @@ struct DirectTx {
 }
 
 impl DirectTx {
-    fn batch(&self, sql: &str) -> Result<()> {
+    /// Runs one statement without arguments (BEGIN, SAVEPOINT, ...), prepared once.
+    fn exec(&self, sql: &str) -> Result<()> {
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(conn.execute_batch(sql)?)
+        conn.prepare_cached(sql)?.raw_execute()?;
+        Ok(())
     }
 
     fn data_version(&self) -> Result<i64> {
@@ -297,7 +299,7 @@ impl DirectTx {
 impl Drop for DirectTx {
     fn drop(&mut self) {
         if self.open {
-            let _ = self.batch("ROLLBACK");
+            let _ = self.exec("ROLLBACK");
         }
     }
 }
@@ -314,7 +316,7 @@ impl WriteTx {
                     conn: direct.clone(),
                     open: false,
                 };
-                tx.batch("BEGIN IMMEDIATE")?;
+                tx.exec("BEGIN IMMEDIATE")?;
                 tx.open = true;
                 let version = tx.data_version()?;
                 undisturbed = conn.seen.swap(version, Ordering::Relaxed) == version;
@@ -352,7 +354,7 @@ impl WriteTx {
             TxInner::Sqlite(t) => t.commit().await?,
             TxInner::Postgres(t) => t.commit().await?,
             TxInner::Direct(mut t) => {
-                t.batch("COMMIT")?;
+                t.exec("COMMIT")?;
                 t.open = false;
             }
         }
@@ -375,7 +377,7 @@ impl WriteTx {
         match &mut self.inner {
             TxInner::Sqlite(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ())?,
             TxInner::Postgres(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ())?,
-            TxInner::Direct(t) => t.batch(sql)?,
+            TxInner::Direct(t) => t.exec(sql)?,
         }
         Ok(())
     }
