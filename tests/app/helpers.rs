@@ -72,6 +72,11 @@ pub async fn new_database_url(postgres: bool) -> Option<(String, Option<tempfile
     let pool = sqlx::PgPool::connect(&admin)
         .await
         .expect("reach the test PostgreSQL");
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    if !SWEPT.is_completed() {
+        drop_abandoned_databases(&pool).await;
+        SWEPT.call_once(|| ());
+    }
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&pool)
         .await
@@ -79,6 +84,27 @@ pub async fn new_database_url(postgres: bool) -> Option<(String, Option<tempfile
     pool.close().await;
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     Some((format!("{base}/{name}"), None))
+}
+
+/// Drops the databases of earlier test runs whose process has ended: each test leaves its
+/// database behind (to look into after a failure), and a developer's cluster would
+/// otherwise grow by a gigabyte every few runs.
+async fn drop_abandoned_databases(pool: &sqlx::PgPool) {
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'kt\\_test\\_%'")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default();
+    for (name,) in names {
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let proc = std::path::Path::new("/proc");
+        let ended =
+            proc.join("self").exists() && pid.is_some_and(|p| !proc.join(p.to_string()).exists());
+        if ended {
+            let sql = format!("DROP DATABASE IF EXISTS \"{name}\"");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await;
+        }
+    }
 }
 
 impl TestApp {
@@ -257,7 +283,7 @@ pub fn invalid_fields(e: &Error) -> Vec<String> {
 /// Runs SQL straight against the database, as an attacker with access would.
 pub async fn exec(db: &Db, sql: &str) {
     match db {
-        Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        Db::Sqlite(p, _) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(p)
             .await
             .map(|_| ()),
@@ -272,7 +298,7 @@ pub async fn exec(db: &Db, sql: &str) {
 /// Removes the log's guard triggers, as someone with the database's owner rights can.
 pub async fn drop_guards(db: &Db) {
     let sql: &[&str] = match db {
-        Db::Sqlite(_) => &[
+        Db::Sqlite(_, _) => &[
             "DROP TRIGGER audit_log_no_update",
             "DROP TRIGGER audit_log_no_delete",
             "DROP TRIGGER log_head_only_grows",
