@@ -747,7 +747,7 @@ async fn backfill_log(s: &Studio, target: usize, seed: u64) -> Result<()> {
 /// (same connections, same acquire) as `audit::list`, just with trivial SQL.
 async fn pk_lookup(db: &Db, idx: i64) -> Result<usize> {
     let entry: Vec<u8> = match db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, _) => {
             sqlx::query_scalar("SELECT entry FROM audit_log WHERE idx = ?")
                 .bind(idx)
                 .fetch_one(p)
@@ -766,7 +766,7 @@ async fn pk_lookup(db: &Db, idx: i64) -> Result<usize> {
 async fn ts_range(db: &Db) -> Result<(i64, i64)> {
     let sql = "SELECT MIN(ts), MAX(ts) FROM audit_log";
     let (lo, hi): (Option<i64>, Option<i64>) = match db {
-        Db::Sqlite(p) => sqlx::query_as(sql).fetch_one(p).await?,
+        Db::Sqlite(p, _) => sqlx::query_as(sql).fetch_one(p).await?,
         Db::Postgres(p) => sqlx::query_as(sql).fetch_one(p).await?,
     };
     match (lo, hi) {

@@ -303,7 +303,9 @@ async fn tree_cost(tag: &str, with: &Scratch, without: &Scratch, k: &Knobs) -> R
 /// SQLite's own scan of the entries: one statement that reads every body in index order,
 /// with nothing handed out but a sum.
 async fn select_scan(db: &Db) -> Result<u64> {
-    let Db::Sqlite(pool) = db else { unreachable!() };
+    let Db::Sqlite(pool, _) = db else {
+        unreachable!()
+    };
     let bytes: i64 = sqlx::query_scalar(
         "SELECT sum(length(b)) FROM (SELECT CAST(entry AS BLOB) AS b FROM audit_log ORDER BY idx)",
     )
@@ -386,7 +388,7 @@ async fn big_log(k: &Knobs) -> Result<()> {
     let (db, key, _temp) = big_log_db(k).await?;
     let mut rng = Rng::new(k.seed ^ 0x5eed);
     let (size, _) = audit_log::head(&db).await?;
-    let Db::Sqlite(pool) = &db else {
+    let Db::Sqlite(pool, _) = &db else {
         unreachable!()
     };
     let bytes: i64 = sqlx::query_scalar(
@@ -441,7 +443,7 @@ async fn big_log(k: &Knobs) -> Result<()> {
 
     if k.only.contains(&3) {
         println!("\n[sqlite] 3. audit prove at {size} entries vs a primary-key lookup");
-        let Db::Sqlite(pool) = &db else {
+        let Db::Sqlite(pool, _) = &db else {
             unreachable!()
         };
         let (mut proofs, mut lookups) = (Vec::new(), Vec::new());

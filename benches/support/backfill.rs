@@ -72,7 +72,7 @@ pub async fn backfill_backdated_entries(
     );
     let mut frontier = Frontier::from_nodes(size_u, |l, i| stored[&(l, i)]);
     let origin: String = match db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, _) => {
             sqlx::query_scalar("SELECT value FROM preferences WHERE key = 'log.origin'")
                 .fetch_one(p)
                 .await?
@@ -258,7 +258,7 @@ async fn write_backfill(
     root: &[u8; 32],
 ) -> Result<()> {
     match db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, _) => {
             let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
             backfill_statements!(tx, false, first, rows, nodes, size, root);
             tx.commit().await?;
@@ -284,7 +284,7 @@ pub async fn settle(db: &Db) -> Result<(), sqlx::Error> {
             sqlx::query("VACUUM ANALYZE").execute(p).await?;
             sqlx::query("CHECKPOINT").execute(p).await?;
         }
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, _) => {
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(p)
                 .await?;

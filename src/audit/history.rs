@@ -101,14 +101,16 @@ pub async fn timeline(
     for n in notes::status_notes(db, kind, id, bound(1, c), limit + 1).await? {
         items.push(Item::StatusNote { ts: n.ts, note: n });
     }
-    for r in notes::revisions(db, kind, id, bound(0, c), limit + 1).await? {
-        let previous = notes::revisions(db, kind, id, Some((r.ts, r.revision)), 1).await?;
-        let old = previous.first().map_or("", |p| p.text.as_str());
+    // One more than the page needs: a revision's change is against the one before it.
+    let revisions = notes::revisions(db, kind, id, bound(0, c), limit + 2).await?;
+    let page = usize::try_from(limit + 1).unwrap_or(usize::MAX);
+    for (i, r) in revisions.iter().enumerate().take(page) {
+        let old = revisions.get(i + 1).map_or("", |p| p.text.as_str());
         items.push(Item::Notes {
             ts: r.ts,
             revision: r.revision,
             change: note::change(old, &r.text),
-            author: r.author,
+            author: r.author.clone(),
         });
     }
     items.sort_by_key(|i| std::cmp::Reverse(i.key()));

@@ -131,12 +131,11 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
         "SELECT idx, ts, entry FROM audit_log {filter} ORDER BY ts DESC, idx DESC LIMIT ${}",
         values.len()
     );
-    let mut conn = db.acquire().await?;
-    let rows: Vec<(i64, i64, Vec<u8>)> = on_conn!(conn.conn(), c =>
-        bind_all(sqlx::query(trusted(sql)), values).fetch_all(&mut *c).await?
-            .iter()
-            .map(|r| Ok((sqlx::Row::try_get(r, 0)?, sqlx::Row::try_get(r, 1)?, sqlx::Row::try_get(r, 2)?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?);
+    let mut conn = db.reader().await?;
+    let rows: Vec<(i64, i64, Vec<u8>)> = statement(sql)
+        .bind_all(values)
+        .fetch_all(conn.run())
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(idx, ts, bytes)| StoredEntry { idx, ts, bytes })
@@ -196,7 +195,7 @@ async fn nodes_in(run: Run<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
 
 /// The stored tree nodes with these ids (missing ones are simply absent).
 pub async fn nodes(db: &Db, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     nodes_in(conn.run(), ids).await
 }
 

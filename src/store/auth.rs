@@ -43,7 +43,7 @@ pub struct NewSession<'a> {
 }
 
 pub async fn session(db: &Db, id_hash: &str) -> Result<Option<SessionRow>> {
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     session_in(conn.run(), id_hash).await
 }
 
@@ -87,7 +87,7 @@ async fn token_where(run: Run<'_>, column: &str, value: SqlValue) -> Result<Opti
 }
 
 pub async fn token(db: &Db, hash: &str) -> Result<Option<TokenRow>> {
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     token_where(conn.run(), "token_hash", hash.into()).await
 }
 
@@ -98,7 +98,7 @@ pub async fn token_by_id_for_write(tx: &mut WriteTx, id: i64) -> Result<Option<T
 /// A user's tokens, newest first.
 pub async fn tokens_of(db: &Db, user_id: i64) -> Result<Vec<TokenRow>> {
     let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY id DESC");
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     let rows: Vec<TokenCells> = statement(sql).bind(user_id).fetch_all(conn.run()).await?;
     Ok(rows.into_iter().map(TokenRow::from_cells).collect())
 }
@@ -111,7 +111,7 @@ pub async fn recent_failures(
     since: i64,
     limit: i64,
 ) -> Result<(Vec<i64>, Vec<i64>)> {
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     Ok((
         failures(conn.run(), "username", username, since, limit).await?,
         failures(conn.run(), "ip", ip, since, limit).await?,
@@ -152,7 +152,7 @@ async fn failures(
 }
 
 pub async fn idempotency(db: &Db, user_id: i64, key: &str) -> Result<Option<IdempotencyRow>> {
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     idempotency_in(conn.run(), user_id, key).await
 }
 

@@ -75,7 +75,7 @@ struct Connections {
 impl LogReader {
     pub fn new(db: &Db) -> Self {
         let sqlite = match db {
-            Db::Sqlite(pool) => {
+            Db::Sqlite(pool, _) => {
                 let path = pool.connect_options().get_filename().to_owned();
                 let in_memory = path.as_os_str().is_empty() || path.as_os_str() == ":memory:";
                 (!in_memory).then(|| {

@@ -8,9 +8,11 @@ pub mod lists;
 pub mod log_reader;
 pub mod notes;
 pub mod preferences;
+mod readers;
 pub mod records;
 mod statement;
 
+pub use readers::Readers;
 pub(crate) use statement::{Run, statement};
 
 use std::{
@@ -54,10 +56,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// which costs more than reading them.
 const ROW_BUFFER: usize = 4096;
 
-/// A pool of connections to one database.
+/// Direct read connections per SQLite file: enough that the server's threads and the
+/// blocking pool's seldom share one.
+const READERS: usize = 4;
+
+/// A pool of connections to one database; on an SQLite file, also the connections short
+/// reads run on directly (see [`Readers`]).
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(sqlx::SqlitePool, Readers),
     Postgres(sqlx::PgPool),
 }
 
@@ -91,7 +98,11 @@ impl Db {
                 .max_connections(8)
                 .connect_with(options)
                 .await?;
-            Ok(Self::Sqlite(pool))
+            let readers = match file_of(&pool) {
+                Some(path) => Readers::open(&path, READERS)?,
+                None => Readers::default(),
+            };
+            Ok(Self::Sqlite(pool, readers))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -106,7 +117,7 @@ impl Db {
 
     pub async fn migrate(&self) -> Result<()> {
         let migrator = match self {
-            Self::Sqlite(_) => sqlx::migrate!("migrations/sqlite"),
+            Self::Sqlite(_, _) => sqlx::migrate!("migrations/sqlite"),
             Self::Postgres(_) => sqlx::migrate!("migrations/postgres"),
         };
         // A server role with no right to create tables (docs/postgres-role.sql) opens a
@@ -115,7 +126,7 @@ impl Db {
             return Ok(());
         }
         match self {
-            Self::Sqlite(p) => migrator.run(p).await?,
+            Self::Sqlite(p, _) => migrator.run(p).await?,
             Self::Postgres(p) => migrator.run(p).await?,
         }
         Ok(())
@@ -125,7 +136,7 @@ impl Db {
     async fn has_applied(&self, migrator: &sqlx::migrate::Migrator) -> bool {
         let sql = "SELECT version, checksum FROM _sqlx_migrations WHERE success";
         let applied: Vec<(i64, Vec<u8>)> = match self {
-            Self::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await,
+            Self::Sqlite(p, _) => sqlx::query_as(sql).fetch_all(p).await,
             Self::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await,
         }
         .unwrap_or_default();
@@ -138,14 +149,14 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         match self {
-            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Sqlite(_, _) => Backend::Sqlite,
             Self::Postgres(_) => Backend::Postgres,
         }
     }
 
     pub async fn close(&self) {
         match self {
-            Self::Sqlite(p) => p.close().await,
+            Self::Sqlite(p, _) => p.close().await,
             Self::Postgres(p) => p.close().await,
         }
     }
@@ -153,7 +164,7 @@ impl Db {
     /// A consistent copy of a live SQLite database (`VACUUM INTO`), safe while the server
     /// writes. PostgreSQL is backed up with its own tools (`pg_dump`).
     pub async fn backup_into(&self, path: &std::path::Path) -> Result<()> {
-        let Self::Sqlite(pool) = self else {
+        let Self::Sqlite(pool, _) = self else {
             return Err(Error::Unsupported(
                 "back up PostgreSQL with pg_dump (see the README)",
             ));
@@ -168,9 +179,44 @@ impl Db {
 
     pub(crate) async fn acquire(&self) -> Result<Pooled> {
         Ok(match self {
-            Self::Sqlite(p) => Pooled::Sqlite(p.acquire().await?),
+            Self::Sqlite(p, _) => Pooled::Sqlite(p.acquire().await?),
             Self::Postgres(p) => Pooled::Postgres(p.acquire().await?),
         })
+    }
+
+    /// Where a short read runs: a direct connection on an SQLite file, else the pool's.
+    pub(crate) async fn reader(&self) -> Result<Reader<'_>> {
+        Ok(match self {
+            Self::Sqlite(_, readers) => match readers.pick() {
+                Some(conn) => Reader::Direct(conn),
+                None => Reader::Pooled(self.acquire().await?),
+            },
+            Self::Postgres(_) => Reader::Pooled(self.acquire().await?),
+        })
+    }
+}
+
+/// The file of an SQLite pool; none for an in-memory database, which no connection
+/// outside the pool can see (sqlx names those `file:sqlx-in-memory-N`).
+fn file_of(pool: &sqlx::SqlitePool) -> Option<std::path::PathBuf> {
+    let path = pool.connect_options().get_filename().to_owned();
+    let name = path.to_string_lossy();
+    let memory = name.is_empty() || name == ":memory:" || name.starts_with("file:");
+    (!memory).then_some(path)
+}
+
+/// A connection for short reads (see [`Db::reader`]).
+pub(crate) enum Reader<'d> {
+    Direct(&'d Mutex<rusqlite::Connection>),
+    Pooled(Pooled),
+}
+
+impl Reader<'_> {
+    pub(crate) fn run(&mut self) -> Run<'_> {
+        match self {
+            Self::Direct(conn) => Run::Direct(conn),
+            Self::Pooled(p) => p.run(),
+        }
     }
 }
 
@@ -222,14 +268,12 @@ pub struct WriteConn {
 
 impl WriteConn {
     pub fn open(db: &Db, _seal: &crate::ledger::Seal) -> Result<Self> {
-        let Db::Sqlite(pool) = db else {
+        let Db::Sqlite(pool, _) = db else {
             return Ok(Self::pooled());
         };
-        let path = pool.connect_options().get_filename().to_owned();
-        // Another connection cannot see an in-memory database.
-        if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+        let Some(path) = file_of(pool) else {
             return Ok(Self::pooled());
-        }
+        };
         let conn = rusqlite::Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -311,7 +355,7 @@ impl WriteTx {
     pub async fn begin(db: &Db, conn: &WriteConn, _seal: &crate::ledger::Seal) -> Result<Self> {
         let mut undisturbed = false;
         let inner = match (db, &conn.direct) {
-            (Db::Sqlite(_), Some(direct)) => {
+            (Db::Sqlite(_, _), Some(direct)) => {
                 let mut tx = DirectTx {
                     conn: direct.clone(),
                     open: false,
@@ -322,7 +366,7 @@ impl WriteTx {
                 undisturbed = conn.seen.swap(version, Ordering::Relaxed) == version;
                 TxInner::Direct(tx)
             }
-            (Db::Sqlite(p), None) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            (Db::Sqlite(p, _), None) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             (Db::Postgres(p), _) => {
                 let mut tx = p.begin().await?;
                 sqlx::query("SELECT size FROM log_head WHERE id = 1 FOR UPDATE")

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Db, Result, Run, WriteTx, on_conn, statement};
+use super::{Db, Result, Run, WriteTx, statement};
 use crate::domain::record::RecordKind;
 
 /// Who wrote a revision or caused a status note, as they were then.
@@ -67,7 +67,7 @@ async fn latest_in(run: Run<'_>, kind: RecordKind, id: i64) -> Result<Option<Rev
 
 /// The current notes of a record: its newest revision.
 pub async fn latest(db: &Db, kind: RecordKind, id: i64) -> Result<Option<Revision>> {
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     latest_in(conn.run(), kind, id).await
 }
 
@@ -92,10 +92,15 @@ pub async fn revisions(
         "{REVISIONS} AND (ts < $3 OR (ts = $3 AND revision < $4)) \
          ORDER BY revision DESC LIMIT $5"
     );
-    let mut conn = db.acquire().await?;
-    let rows: Vec<RevisionRow> = on_conn!(conn.conn(), c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(kind.as_str()).bind(id).bind(ts).bind(rev).bind(limit)
-        .fetch_all(&mut *c).await?);
+    let mut conn = db.reader().await?;
+    let rows: Vec<RevisionRow> = statement(sql)
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(ts)
+        .bind(rev)
+        .bind(limit)
+        .fetch_all(conn.run())
+        .await?;
     Ok(rows.into_iter().map(revision).collect())
 }
 
@@ -157,11 +162,16 @@ pub async fn status_notes(
     let sql = "SELECT id, ts, actor_kind, actor_id, actor_initials, body, audit_idx FROM status_notes \
                WHERE record_type = $1 AND record_id = $2 AND (ts < $3 OR (ts = $3 AND id < $4)) \
                ORDER BY ts DESC, id DESC LIMIT $5";
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     type Row = (i64, i64, String, Option<i64>, String, String, Option<i64>);
-    let rows: Vec<Row> = on_conn!(conn.conn(), c => sqlx::query_as(sql)
-        .bind(kind.as_str()).bind(id).bind(ts).bind(nid).bind(limit)
-        .fetch_all(&mut *c).await?);
+    let rows: Vec<Row> = statement(sql)
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(ts)
+        .bind(nid)
+        .bind(limit)
+        .fetch_all(conn.run())
+        .await?;
     Ok(rows
         .into_iter()
         .map(

@@ -12,7 +12,7 @@ async fn read(run: Run<'_>) -> Result<BTreeMap<String, String>> {
 }
 
 pub async fn all(db: &Db) -> Result<BTreeMap<String, String>> {
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     read(conn.run()).await
 }
 

@@ -151,7 +151,7 @@ pub(crate) async fn fetch(run: Run<'_>, kind: RecordKind, id: i64) -> Result<Opt
 
 /// One record, deleted or not.
 pub async fn get(db: &Db, kind: RecordKind, id: i64) -> Result<Option<StoredRecord>> {
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     fetch(conn.run(), kind, id).await
 }
 
@@ -181,7 +181,7 @@ pub async fn list(
         "{} WHERE id > $1{live} ORDER BY id LIMIT $2",
         select_sql(kind)
     );
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     let query = statement(sql).bind(after_id).bind(limit);
     records(conn.run(), kind, query).await
 }
@@ -278,7 +278,7 @@ pub async fn page(db: &Db, kind: RecordKind, q: &PageQuery) -> Result<Vec<Stored
         select_sql(kind),
         params.len()
     );
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     records(conn.run(), kind, statement(sql).bind_all(params)).await
 }
 
@@ -288,7 +288,7 @@ pub async fn count(db: &Db, kind: RecordKind) -> Result<i64> {
         "SELECT COUNT(*) FROM {} WHERE deleted_at IS NULL",
         kind.table()
     );
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     statement(sql).scalar(conn.run()).await
 }
 
@@ -454,7 +454,7 @@ pub async fn choice_is_valid(tx: &mut WriteTx, list: ListKind, id: i64) -> Resul
 
 /// The id of the record whose `field` equals `value`, deleted or not.
 pub async fn find_id(db: &Db, kind: RecordKind, field: &str, value: &str) -> Result<Option<i64>> {
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     find_id_in(conn.run(), kind, field, value).await
 }
 
@@ -501,7 +501,7 @@ pub async fn find(
     field: &str,
     value: &str,
 ) -> Result<Option<StoredRecord>> {
-    let mut conn = db.acquire().await?;
+    let mut conn = db.reader().await?;
     find_in(conn.run(), kind, field, value).await
 }
 

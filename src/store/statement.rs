@@ -1,9 +1,10 @@
 //! One SQL statement and its arguments, run the same way on every connection the store
-//! has: the pool's (sqlx, SQLite or PostgreSQL) and the writer's own SQLite connection.
+//! has: the pool's (sqlx, SQLite or PostgreSQL) and the SQLite connections it calls
+//! directly, the writer's and the readers'.
 //!
-//! The writer's SQLite connection is called directly, on the writer's own thread: sqlx
-//! hands every statement to a connection thread and back, and an audited write is about
-//! ten statements, so on SQLite that hand-over cost more than the statements themselves.
+//! Those are called on the caller's own thread: sqlx hands every statement to a
+//! connection thread and back, and an audited write is about ten statements, so on
+//! SQLite that hand-over cost more than the statements themselves.
 
 use std::borrow::Cow;
 use std::sync::{Mutex, PoisonError};
@@ -15,7 +16,8 @@ use super::{CellKind, Conn, Error, Result, SqlValue, bind_all, cell, on_conn, tr
 /// Where a statement runs.
 pub(crate) enum Run<'c> {
     Sqlx(Conn<'c>),
-    /// The writer's SQLite connection (see [`super::WriteConn`]).
+    /// An SQLite connection called directly: the writer's (see [`super::WriteConn`]) or
+    /// a reader's (see [`super::Readers`]).
     Direct(&'c Mutex<rusqlite::Connection>),
 }
 
@@ -142,7 +144,10 @@ fn direct_cell(value: ValueRef<'_>, kind: CellKind) -> Result<SqlValue> {
         }
         (CellKind::Bool, ValueRef::Integer(v)) => SqlValue::Bool(v != 0),
         (CellKind::Bytes, ValueRef::Null) => SqlValue::Bytes(None),
-        (CellKind::Bytes, ValueRef::Blob(b)) => SqlValue::Bytes(Some(b.to_vec())),
+        // As sqlx and SQLite's own `sqlite3_column_blob` read a TEXT value as bytes.
+        (CellKind::Bytes, ValueRef::Blob(b) | ValueRef::Text(b)) => {
+            SqlValue::Bytes(Some(b.to_vec()))
+        }
         _ => return Err(wrong()),
     })
 }

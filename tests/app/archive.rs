@@ -201,7 +201,7 @@ both!(
 /// Runs SQL and says whether the database allowed it.
 async fn allowed(db: &Db, sql: &str) -> bool {
     match db {
-        Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        Db::Sqlite(p, _) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(p)
             .await
             .is_ok(),
@@ -264,7 +264,7 @@ both!(
 
         // Direct SQL, with the guard triggers in place, changes nothing else.
         let empty = match app.db {
-            Db::Sqlite(_) => "X''",
+            Db::Sqlite(_, _) => "X''",
             Db::Postgres(_) => "'\\x'::bytea",
         };
         let last = app.log_size().await - 1;

@@ -56,7 +56,7 @@ pub(crate) async fn rehash_everything(db: &Db) {
         let leaf = leaf_hash(&row.bytes);
         let hex: String = leaf.iter().map(|b| format!("{b:02x}")).collect();
         let lit = match db {
-            Db::Sqlite(_) => format!("X'{hex}'"),
+            Db::Sqlite(_, _) => format!("X'{hex}'"),
             Db::Postgres(_) => format!("'\\x{hex}'::bytea"),
         };
         exec(
@@ -70,7 +70,7 @@ pub(crate) async fn rehash_everything(db: &Db) {
         for (level, idx, hash) in frontier.push(leaf).into_iter().filter(|n| n.0 > 0) {
             let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
             let lit = match db {
-                Db::Sqlite(_) => format!("X'{hex}'"),
+                Db::Sqlite(_, _) => format!("X'{hex}'"),
                 Db::Postgres(_) => format!("'\\x{hex}'::bytea"),
             };
             exec(
@@ -84,7 +84,7 @@ pub(crate) async fn rehash_everything(db: &Db) {
     }
     let hex: String = frontier.root().iter().map(|b| format!("{b:02x}")).collect();
     let lit = match db {
-        Db::Sqlite(_) => format!("X'{hex}'"),
+        Db::Sqlite(_, _) => format!("X'{hex}'"),
         Db::Postgres(_) => format!("'\\x{hex}'::bytea"),
     };
     exec(
@@ -156,7 +156,7 @@ both!(
             .replace("\"act\":\"create\"", "\"act\":\"update\"");
         let sql = "UPDATE audit_log SET entry = $1, action = 'update' WHERE idx = 5";
         match &app.db {
-            Db::Sqlite(p) => sqlx::query(sql)
+            Db::Sqlite(p, _) => sqlx::query(sql)
                 .bind(forged.into_bytes())
                 .execute(p)
                 .await
@@ -336,7 +336,7 @@ both!(
         // Someone rewrites the tree the writer left (here the node its root starts from;
         // changes deeper down are verify's to find).
         let forged = match &app.db {
-            Db::Sqlite(_) => format!("X'{}'", "00".repeat(32)),
+            Db::Sqlite(_, _) => format!("X'{}'", "00".repeat(32)),
             Db::Postgres(_) => format!("'\\x{}'::bytea", "00".repeat(32)),
         };
         let size = app.log_size().await as u64;

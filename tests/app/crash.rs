@@ -26,7 +26,7 @@ async fn state(db: &Db) -> (HashMap<i64, (String, String)>, i64, i64) {
             AND NOT EXISTS (SELECT 1 FROM clients c WHERE c.id = a.record_id))";
     type Client = (i64, Option<String>, String);
     let (rows, (orphans, ghosts)): (Vec<Client>, (i64, i64)) = match db {
-        Db::Sqlite(p) => (
+        Db::Sqlite(p, _) => (
             sqlx::query_as(clients).fetch_all(p).await.unwrap(),
             sqlx::query_as(mismatches).fetch_one(p).await.unwrap(),
         ),

@@ -32,7 +32,7 @@ async fn checkpointed(
 pub(crate) async fn set_entry(db: &keeptrack::store::Db, idx: i64, bytes: Vec<u8>) {
     let sql = "UPDATE audit_log SET entry = $1 WHERE idx = $2";
     match db {
-        keeptrack::store::Db::Sqlite(p) => sqlx::query(sql)
+        keeptrack::store::Db::Sqlite(p, _) => sqlx::query(sql)
             .bind(bytes)
             .bind(idx)
             .execute(p)

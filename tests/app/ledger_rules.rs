@@ -318,7 +318,7 @@ both!(the_log_refuses_direct_sql_changes, |app| {
     ];
     for sql in attempts {
         let result = match &app.db {
-            keeptrack::store::Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            keeptrack::store::Db::Sqlite(p, _) => sqlx::query(sql).execute(p).await.map(|_| ()),
             keeptrack::store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
         };
         assert!(result.is_err(), "{sql} should be refused");

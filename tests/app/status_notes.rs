@@ -287,7 +287,7 @@ both!(status_notes_and_revisions_refuse_direct_sql, |app| {
     ];
     for sql in attempts {
         let result = match &app.db {
-            store::Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            store::Db::Sqlite(p, _) => sqlx::query(sql).execute(p).await.map(|_| ()),
             store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
         };
         assert!(result.is_err(), "{sql} should be refused");

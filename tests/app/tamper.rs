@@ -21,7 +21,7 @@ async fn entry_bytes(db: &Db, idx: i64) -> Vec<u8> {
 async fn set_bytes(db: &Db, idx: i64, bytes: Vec<u8>) {
     let sql = "UPDATE audit_log SET entry = $1 WHERE idx = $2";
     match db {
-        Db::Sqlite(p) => sqlx::query(sql)
+        Db::Sqlite(p, _) => sqlx::query(sql)
             .bind(bytes)
             .bind(idx)
             .execute(p)
@@ -143,7 +143,7 @@ async fn attack(db: &Db, attack: Attack, idx: i64, size: i64) -> (Damage, Option
                        SELECT $1, ts, category, action, actor_kind, actor_id, record_type, record_id, \
                        $2, leaf_hash FROM audit_log WHERE idx = $3";
             match db {
-                Db::Sqlite(p) => sqlx::query(sql)
+                Db::Sqlite(p, _) => sqlx::query(sql)
                     .bind(size)
                     .bind(bytes)
                     .bind(idx)
@@ -225,7 +225,7 @@ both!(a_deleted_or_forged_tree_node_is_found_at_its_entry, |app| {
     );
 
     let forged = match app.db {
-        Db::Sqlite(_) => format!("X'{}'", "ab".repeat(32)),
+        Db::Sqlite(_, _) => format!("X'{}'", "ab".repeat(32)),
         Db::Postgres(_) => format!("'\\x{}'::bytea", "ab".repeat(32)),
     };
     exec(

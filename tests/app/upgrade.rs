@@ -19,7 +19,7 @@ use crate::helpers::{exec, fields, new_database_url};
 
 async fn count(db: &Db, sql: &'static str) -> i64 {
     match db {
-        Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        Db::Sqlite(p, _) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
         Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
     }
 }
@@ -61,7 +61,7 @@ async fn upgrade(postgres: bool) {
     };
     let db = Db::connect(&url).await.unwrap();
     let mut before = match &db {
-        Db::Sqlite(_) => sqlx::migrate!("migrations/sqlite"),
+        Db::Sqlite(_, _) => sqlx::migrate!("migrations/sqlite"),
         Db::Postgres(_) => sqlx::migrate!("migrations/postgres"),
     };
     before.migrations = Cow::Owned(
@@ -73,7 +73,7 @@ async fn upgrade(postgres: bool) {
             .collect(),
     );
     match &db {
-        Db::Sqlite(p) => before.run(p).await.unwrap(),
+        Db::Sqlite(p, _) => before.run(p).await.unwrap(),
         Db::Postgres(p) => before.run(p).await.unwrap(),
     }
     let ledger = Ledger::start(db.clone()).await.unwrap();
@@ -82,7 +82,7 @@ async fn upgrade(postgres: bool) {
     for row in audit_log::rows(&db, 0, i64::MAX, 10_000).await.unwrap() {
         let hex: String = row.leaf_hash.iter().map(|b| format!("{b:02x}")).collect();
         let lit = match &db {
-            Db::Sqlite(_) => format!("X'{hex}'"),
+            Db::Sqlite(_, _) => format!("X'{hex}'"),
             Db::Postgres(_) => format!("'\\x{hex}'::bytea"),
         };
         exec(
@@ -114,7 +114,7 @@ async fn upgrade(postgres: bool) {
     }
     // The guards are back: the tree is still append-only.
     let refused = match &db {
-        Db::Sqlite(p) => sqlx::query("DELETE FROM audit_tree")
+        Db::Sqlite(p, _) => sqlx::query("DELETE FROM audit_tree")
             .execute(p)
             .await
             .is_err(),
