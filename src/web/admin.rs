@@ -32,7 +32,7 @@ pub async fn audit(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<audit::Page>, ApiError> {
     caller
         .require(
             &state,
@@ -88,8 +88,7 @@ pub async fn audit(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let page = audit::list(state.ledger.db(), &q).await?;
-    Ok(Json(json!(page)))
+    Ok(Json(audit::list(state.ledger.db(), &q).await?))
 }
 
 /// `GET /api/v1/audit/proofs/{index}`: an offline proof bundle for one entry.

@@ -429,7 +429,7 @@ pub async fn history(
     caller: Caller,
     id: String,
     params: HashMap<String, String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::audit::history::Timeline>, ApiError> {
     let id = parse_id(&id)?;
     caller
         .require_kind(&state, kind, Level::View, Some(id))
@@ -463,7 +463,7 @@ pub async fn history(
     let timeline =
         crate::audit::history::timeline(state.ledger.db(), kind, id, cursor.as_deref(), limit)
             .await?;
-    Ok(Json(json!(timeline)))
+    Ok(Json(timeline))
 }
 
 /// `GET /api/v1/{kind}/{id}/as-of?at=INSTANT`: the record as the log says it was then.
