@@ -16,8 +16,13 @@ use crate::store::{self, Db, audit_log, notes};
 #[derive(Debug, Serialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
 pub enum Item {
-    /// A logged change, with its field changes.
-    Audit { ts: i64, entry: Box<Entry> },
+    /// A logged change, with its field changes: the entry as stored.
+    Audit {
+        ts: i64,
+        #[serde(skip)]
+        index: i64,
+        entry: super::StoredEntry,
+    },
     /// A line the system wrote.
     StatusNote { ts: i64, note: notes::StatusNote },
     /// A notes save, with what it added and removed.
@@ -35,7 +40,7 @@ impl Item {
     /// command writes them in), then by number.
     fn key(&self) -> (i64, u8, i64) {
         match self {
-            Self::Audit { ts, entry } => (*ts, 2, entry.i),
+            Self::Audit { ts, index, .. } => (*ts, 2, *index),
             Self::StatusNote { ts, note } => (*ts, 1, note.id),
             Self::Notes { ts, revision, .. } => (*ts, 0, *revision),
         }
@@ -91,11 +96,10 @@ pub async fn timeline(
         ..Default::default()
     };
     for row in audit_log::query(db, &filter).await? {
-        let entry = Entry::from_bytes(&row.bytes)
-            .map_err(|e| store::Error::Corrupt(format!("audit entry {}: {e}", row.idx)))?;
         items.push(Item::Audit {
             ts: row.ts,
-            entry: Box::new(entry),
+            index: row.idx,
+            entry: super::stored_entry(row)?,
         });
     }
     for n in notes::status_notes(db, kind, id, bound(1, c), limit + 1).await? {

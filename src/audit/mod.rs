@@ -55,14 +55,35 @@ impl std::fmt::Display for Cursor {
     }
 }
 
+/// One page of entries, newest first: parsed ([`list`]) or as stored ([`list_stored`]).
 #[derive(Debug, Serialize)]
-pub struct Page {
-    pub entries: Vec<Entry>,
+pub struct Page<E = Entry> {
+    pub entries: Vec<E>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next: Option<String>,
 }
 
+/// An entry exactly as the log stores it: its canonical bytes, the JSON an integrator can
+/// hash to check a proof, served without being parsed and written again.
+pub type StoredEntry = Box<serde_json::value::RawValue>;
+
+/// A page of entries, parsed.
 pub async fn list(db: &Db, q: &Query) -> Result<Page, store::Error> {
+    let page = list_stored(db, q).await?;
+    let entries = page
+        .entries
+        .iter()
+        .map(|e| Entry::from_bytes(e.get().as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| store::Error::Corrupt(format!("audit entry: {e}")))?;
+    Ok(Page {
+        entries,
+        next: page.next,
+    })
+}
+
+/// A page of entries as stored.
+pub async fn list_stored(db: &Db, q: &Query) -> Result<Page<StoredEntry>, store::Error> {
     let limit = q.limit.clamp(1, MAX_PAGE);
     let filter = audit_log::Filter {
         from_ts: q.from.map(Timestamp::as_microsecond),
@@ -90,11 +111,16 @@ pub async fn list(db: &Db, q: &Query) -> Result<Page, store::Error> {
         })
         .flatten();
     let entries = rows
-        .iter()
-        .map(|r| {
-            Entry::from_bytes(&r.bytes)
-                .map_err(|e| store::Error::Corrupt(format!("audit entry {}: {e}", r.idx)))
-        })
+        .into_iter()
+        .map(stored_entry)
         .collect::<Result<_, _>>()?;
     Ok(Page { entries, next })
+}
+
+/// The stored bytes as JSON, checked to be JSON (not to be an entry: that is verify's).
+pub(crate) fn stored_entry(row: audit_log::StoredEntry) -> Result<StoredEntry, store::Error> {
+    let corrupt =
+        |e: &dyn std::fmt::Display| store::Error::Corrupt(format!("audit entry {}: {e}", row.idx));
+    let text = String::from_utf8(row.bytes).map_err(|e| corrupt(&e))?;
+    serde_json::value::RawValue::from_string(text).map_err(|e| corrupt(&e))
 }

@@ -32,7 +32,7 @@ pub async fn audit(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<audit::Page>, ApiError> {
+) -> Result<Json<audit::Page<audit::StoredEntry>>, ApiError> {
     caller
         .require(
             &state,
@@ -88,7 +88,7 @@ pub async fn audit(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    Ok(Json(audit::list(state.ledger.db(), &q).await?))
+    Ok(Json(audit::list_stored(state.ledger.db(), &q).await?))
 }
 
 /// `GET /api/v1/audit/proofs/{index}`: an offline proof bundle for one entry.
