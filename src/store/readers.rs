@@ -49,6 +49,7 @@ impl Readers {
                 conn.busy_timeout(Duration::from_secs(10))?;
                 conn.pragma_update(None, "trusted_schema", "OFF")?;
                 conn.pragma_update(None, "query_only", "ON")?;
+                super::stable_plans(&conn)?;
                 // Pages read from the map, not copied in by a read() each: a page of the
                 // log touches ~50 rows scattered through a large file.
                 conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
