@@ -4,7 +4,6 @@
 
 pub mod audit_log;
 pub mod auth;
-mod checkpointer;
 pub mod lists;
 pub mod log_reader;
 pub mod notes;
@@ -274,7 +273,6 @@ pub(crate) use on_conn;
 /// prepared once; otherwise transactions come from the pool.
 pub struct WriteConn {
     direct: Option<Arc<Mutex<rusqlite::Connection>>>,
-    checkpointer: Option<Arc<checkpointer::Checkpointer>>,
     /// SQLite's `data_version` when the last transaction began: it moves only when
     /// another connection commits.
     seen: AtomicI64,
@@ -289,7 +287,7 @@ impl WriteConn {
             return Ok(Self::pooled());
         };
         let conn = rusqlite::Connection::open_with_flags(
-            &path,
+            path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         // The pool's settings (see `Db::connect`); synchronous is per connection.
@@ -303,12 +301,8 @@ impl WriteConn {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(256);
         stable_plans(&conn)?;
-        // Checkpoints run on a thread of their own (see `checkpointer`), not in a COMMIT.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpointer = checkpointer::Checkpointer::start(&path)?;
         Ok(Self {
             direct: Some(Arc::new(Mutex::new(conn))),
-            checkpointer: Some(Arc::new(checkpointer)),
             seen: AtomicI64::new(i64::MIN),
         })
     }
@@ -316,7 +310,6 @@ impl WriteConn {
     fn pooled() -> Self {
         Self {
             direct: None,
-            checkpointer: None,
             seen: AtomicI64::new(i64::MIN),
         }
     }
@@ -343,7 +336,6 @@ enum TxInner {
 /// A transaction on the writer's own SQLite connection; rolled back unless committed.
 struct DirectTx {
     conn: Arc<Mutex<rusqlite::Connection>>,
-    checkpointer: Option<Arc<checkpointer::Checkpointer>>,
     open: bool,
 }
 
@@ -379,7 +371,6 @@ impl WriteTx {
             (Db::Sqlite(_, _), Some(direct)) => {
                 let mut tx = DirectTx {
                     conn: direct.clone(),
-                    checkpointer: conn.checkpointer.clone(),
                     open: false,
                 };
                 tx.exec("BEGIN IMMEDIATE")?;
@@ -422,9 +413,6 @@ impl WriteTx {
             TxInner::Direct(mut t) => {
                 t.exec("COMMIT")?;
                 t.open = false;
-                if let Some(c) = &t.checkpointer {
-                    c.committed();
-                }
             }
         }
         Ok(())

@@ -133,33 +133,3 @@ async fn kill_nine_loses_nothing_acknowledged_sqlite() {
 async fn kill_nine_loses_nothing_acknowledged_postgres() {
     kill_nine(true, 25).await;
 }
-
-/// The writer's commits never copy the WAL into the database file themselves; a thread
-/// of its own does, soon after. Read with `immutable=1`, which ignores the WAL, the file
-/// alone must catch up with what was committed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_database_file_catches_up_with_the_wal() {
-    let app = crate::helpers::TestApp::sqlite().await;
-    for i in 0..20 {
-        app.client(&format!("Smith{i}")).await;
-    }
-    let committed = keeptrack::store::audit_log::size(&app.db).await.unwrap();
-    let path = app.url.trim_start_matches("sqlite://");
-    let mut in_file = 0;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(path)
-            .immutable(true)
-            .read_only(true);
-        let mut file = sqlx::ConnectOptions::connect(&options).await.unwrap();
-        in_file = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1")
-            .fetch_one(&mut file)
-            .await
-            .unwrap();
-        if in_file == committed {
-            break;
-        }
-    }
-    assert_eq!(in_file, committed, "the file never caught up with the WAL");
-}
