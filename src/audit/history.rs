@@ -21,7 +21,7 @@ pub enum Item {
         ts: i64,
         #[serde(skip)]
         index: i64,
-        entry: super::StoredEntry,
+        entry: super::RawEntry,
     },
     /// A line the system wrote.
     StatusNote { ts: i64, note: notes::StatusNote },
@@ -99,7 +99,7 @@ pub async fn timeline(
         items.push(Item::Audit {
             ts: row.ts,
             index: row.idx,
-            entry: super::stored_entry(row)?,
+            entry: super::raw_entry(row)?,
         });
     }
     for n in notes::status_notes(db, kind, id, bound(1, c), limit + 1).await? {

@@ -65,7 +65,7 @@ pub struct Page<E = Entry> {
 
 /// An entry exactly as the log stores it: its canonical bytes, the JSON an integrator can
 /// hash to check a proof, served without being parsed and written again.
-pub type StoredEntry = Box<serde_json::value::RawValue>;
+pub type RawEntry = Box<serde_json::value::RawValue>;
 
 /// A page of entries, parsed.
 pub async fn list(db: &Db, q: &Query) -> Result<Page, store::Error> {
@@ -73,9 +73,11 @@ pub async fn list(db: &Db, q: &Query) -> Result<Page, store::Error> {
     let entries = page
         .entries
         .iter()
-        .map(|e| Entry::from_bytes(e.get().as_bytes()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| store::Error::Corrupt(format!("audit entry: {e}")))?;
+        .map(|e| {
+            Entry::from_bytes(e.get().as_bytes())
+                .map_err(|err| store::Error::Corrupt(format!("audit entry {}: {err}", e.get())))
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Page {
         entries,
         next: page.next,
@@ -83,7 +85,7 @@ pub async fn list(db: &Db, q: &Query) -> Result<Page, store::Error> {
 }
 
 /// A page of entries as stored.
-pub async fn list_stored(db: &Db, q: &Query) -> Result<Page<StoredEntry>, store::Error> {
+pub async fn list_stored(db: &Db, q: &Query) -> Result<Page<RawEntry>, store::Error> {
     let limit = q.limit.clamp(1, MAX_PAGE);
     let filter = audit_log::Filter {
         from_ts: q.from.map(Timestamp::as_microsecond),
@@ -110,15 +112,12 @@ pub async fn list_stored(db: &Db, q: &Query) -> Result<Page<StoredEntry>, store:
             })
         })
         .flatten();
-    let entries = rows
-        .into_iter()
-        .map(stored_entry)
-        .collect::<Result<_, _>>()?;
+    let entries = rows.into_iter().map(raw_entry).collect::<Result<_, _>>()?;
     Ok(Page { entries, next })
 }
 
 /// The stored bytes as JSON, checked to be JSON (not to be an entry: that is verify's).
-pub(crate) fn stored_entry(row: audit_log::StoredEntry) -> Result<StoredEntry, store::Error> {
+pub(crate) fn raw_entry(row: audit_log::StoredEntry) -> Result<RawEntry, store::Error> {
     let corrupt =
         |e: &dyn std::fmt::Display| store::Error::Corrupt(format!("audit entry {}: {e}", row.idx));
     let text = String::from_utf8(row.bytes).map_err(|e| corrupt(&e))?;

@@ -196,16 +196,24 @@ impl Db {
     }
 }
 
-/// Plans that do not depend on bound values. Otherwise SQLite marks a statement stale
-/// whenever a value its planner looked at is bound (`LIMIT $n` is one), and prepares it
-/// again at its next step: a third of a history page's CPU. Our queries' plans come from
-/// their indexes, not their values.
-fn stable_plans(conn: &rusqlite::Connection) -> Result<()> {
+/// A connection to an SQLite file that the store calls directly (the writer's, the
+/// readers'), with the settings every such connection shares.
+fn open_direct(path: &std::path::Path) -> Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "trusted_schema", "OFF")?;
+    // Plans that do not depend on bound values. Otherwise SQLite marks a statement stale
+    // whenever a value its planner looked at is bound (`LIMIT $n` is one), and prepares
+    // it again at its next step: a third of a history page's CPU. Our queries' plans come
+    // from their indexes, not their values.
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
-    Ok(())
+    Ok(conn)
 }
 
 /// The file of an SQLite pool; none for an in-memory database, which no connection
@@ -286,21 +294,16 @@ impl WriteConn {
         let Some(path) = file_of(pool) else {
             return Ok(Self::pooled());
         };
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // The pool's settings (see `Db::connect`); synchronous is per connection.
-        conn.busy_timeout(Duration::from_secs(10))?;
+        let conn = open_direct(&path)?;
+        // The rest of the pool's settings (see `Db::connect`); synchronous is per
+        // connection.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "trusted_schema", "OFF")?;
         // Each command runs in a savepoint, and SQLite copies every page a savepoint
         // first touches to its statement journal: in memory, not a temporary file.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(256);
-        stable_plans(&conn)?;
         Ok(Self {
             direct: Some(Arc::new(Mutex::new(conn))),
             seen: AtomicI64::new(i64::MIN),

@@ -15,7 +15,6 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
 };
 
 use super::Result;
@@ -37,19 +36,12 @@ impl fmt::Debug for Readers {
 }
 
 impl Readers {
-    /// `count` connections to the file at `path`, set up as the pool's are.
+    /// `count` read-only connections to the file at `path`.
     pub(super) fn open(path: &Path, count: usize) -> Result<Self> {
         let conns = (0..count)
             .map(|_| {
-                let conn = rusqlite::Connection::open_with_flags(
-                    path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                conn.busy_timeout(Duration::from_secs(10))?;
-                conn.pragma_update(None, "trusted_schema", "OFF")?;
+                let conn = super::open_direct(path)?;
                 conn.pragma_update(None, "query_only", "ON")?;
-                super::stable_plans(&conn)?;
                 // Pages read from the map, not copied in by a read() each: a page of the
                 // log touches ~50 rows scattered through a large file.
                 conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;

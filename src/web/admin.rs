@@ -32,7 +32,7 @@ pub async fn audit(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<audit::Page<audit::StoredEntry>>, ApiError> {
+) -> Result<Json<audit::Page<audit::RawEntry>>, ApiError> {
     caller
         .require(
             &state,

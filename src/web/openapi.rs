@@ -51,7 +51,12 @@ pub const FIXED: [(&str, &str, &str, u16); 18] = [
         "The caller's CTRL+T time stamp",
         200,
     ),
-    ("get", "/api/v1/audit", "The audit trail, newest first", 200),
+    (
+        "get",
+        "/api/v1/audit",
+        "The audit trail, newest first; each entry as stored (its canonical JSON)",
+        200,
+    ),
     (
         "get",
         "/api/v1/audit/proofs/{index}",
@@ -339,7 +344,7 @@ pub fn document() -> Value {
         paths.insert(
             format!("{one}/history"),
             json!({"parameters": [path_param("id")],
-                   "get": with_params(op("History: entries, status notes, notes revisions", 200, obj.clone(), &[400, 401, 403, 404, 422]), page)}),
+                   "get": with_params(op("History: entries (as stored), status notes, notes revisions", 200, obj.clone(), &[400, 401, 403, 404, 422]), page)}),
         );
         paths.insert(
             format!("{one}/as-of"),

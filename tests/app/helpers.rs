@@ -72,10 +72,9 @@ pub async fn new_database_url(postgres: bool) -> Option<(String, Option<tempfile
     let pool = sqlx::PgPool::connect(&admin)
         .await
         .expect("reach the test PostgreSQL");
-    static SWEPT: std::sync::Once = std::sync::Once::new();
-    if !SWEPT.is_completed() {
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SWEPT.swap(true, Ordering::Relaxed) {
         drop_abandoned_databases(&pool).await;
-        SWEPT.call_once(|| ());
     }
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&pool)
