@@ -1,6 +1,6 @@
 //! One command inside the writer's transaction: load, check, write, read back, diff, log.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use jiff::{Timestamp, tz::TimeZone};
 use serde_json::Value;
@@ -42,7 +42,8 @@ pub(super) const ORIGIN_KEY: &str = "log.origin";
 #[derive(Clone, Debug)]
 pub(super) struct State {
     pub next_idx: i64,
-    pub prefs: BTreeMap<String, String>,
+    /// Shared with the marks commands are undone to: copied only when one changes.
+    pub prefs: Arc<BTreeMap<String, String>>,
     /// The right edge of the Merkle tree, read at the start of a batch when another
     /// process appended since, or before signing.
     pub frontier: Frontier,
@@ -57,6 +58,15 @@ pub(super) struct State {
     /// Tree nodes appended in this batch, stored together before it commits (or before
     /// anything reads the tree back).
     pub unsaved: Vec<audit_log::Node>,
+    /// How many of `unsaved` a command that reads the tree back has stored already.
+    pub saved: usize,
+}
+
+/// What undoing one command of a batch restores. A command only appends tree nodes, so
+/// the batch's nodes are cut back to their count rather than copied for every command.
+pub(super) struct Mark {
+    state: State,
+    unsaved: usize,
 }
 
 impl State {
@@ -102,23 +112,49 @@ impl State {
             .unwrap_or(Timestamp::UNIX_EPOCH);
         Ok(Self {
             next_idx,
-            prefs: preferences::all_for_write(tx).await?,
+            prefs: Arc::new(preferences::all_for_write(tx).await?),
             frontier,
             rebuilt,
             alarm: None,
             last_ts,
             tree,
             unsaved: Vec::new(),
+            saved: 0,
         })
     }
 
     /// Stores the tree nodes appended since the last call.
     pub async fn save_nodes(&mut self, tx: &mut WriteTx) -> Result<(), Error> {
-        if !self.unsaved.is_empty() {
-            audit_log::insert_nodes(tx, &self.unsaved).await?;
-            self.unsaved.clear();
+        if self.saved < self.unsaved.len() {
+            audit_log::insert_nodes(tx, &self.unsaved[self.saved..]).await?;
+            self.saved = self.unsaved.len();
         }
         Ok(())
+    }
+
+    /// The batch committed: its nodes are stored for good.
+    pub fn committed(&mut self) {
+        self.unsaved.clear();
+        self.saved = 0;
+    }
+
+    /// The state to undo the next command to.
+    pub fn mark(&mut self) -> Mark {
+        let unsaved = std::mem::take(&mut self.unsaved);
+        let state = self.clone();
+        self.unsaved = unsaved;
+        Mark {
+            state,
+            unsaved: self.unsaved.len(),
+        }
+    }
+
+    /// Undoes a command whose savepoint was rolled back: nodes it stored are gone with it.
+    pub fn undo(&mut self, mark: Mark) {
+        let mut unsaved = std::mem::take(&mut self.unsaved);
+        unsaved.truncate(mark.unsaved);
+        *self = mark.state;
+        self.unsaved = unsaved;
     }
 
     /// Writes the head: the log's size and its tree's root.
@@ -1245,7 +1281,7 @@ impl Run<'_> {
         new: String,
     ) -> Result<Outcome, Error> {
         preferences::set(self.tx, &key, &new).await?;
-        self.state.prefs.insert(key.clone(), new.clone());
+        Arc::make_mut(&mut self.state.prefs).insert(key.clone(), new.clone());
         let change = Change {
             field: key,
             old: old.map_or(Value::Null, Value::from),
@@ -1326,7 +1362,7 @@ impl Run<'_> {
             (Action::Stop, "stopped", vec![])
         };
         preferences::set(self.tx, KEY, state).await?;
-        self.state.prefs.insert(KEY.into(), state.into());
+        Arc::make_mut(&mut self.state.prefs).insert(KEY.into(), state.into());
         let audit_index = self.log(Category::System, action, None, diff, None).await?;
         Ok(Outcome {
             changed: true,
@@ -1397,7 +1433,7 @@ impl Run<'_> {
         let install_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let origin = format!("keeptrack.{install_id}/audit");
         preferences::set(self.tx, ORIGIN_KEY, &origin).await?;
-        self.state.prefs.insert(ORIGIN_KEY.into(), origin.clone());
+        Arc::make_mut(&mut self.state.prefs).insert(ORIGIN_KEY.into(), origin.clone());
         let change = Change {
             field: ORIGIN_KEY.into(),
             old: Value::Null,
@@ -2142,4 +2178,52 @@ fn created_overrides(
         rules.push(ReasonRule::InvoiceDate);
     }
     rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            next_idx: 0,
+            prefs: Arc::default(),
+            frontier: Frontier::new(),
+            rebuilt: false,
+            alarm: None,
+            last_ts: Timestamp::UNIX_EPOCH,
+            tree: true,
+            unsaved: Vec::new(),
+            saved: 0,
+        }
+    }
+
+    fn append(s: &mut State, byte: u8) {
+        let nodes = s.frontier.push([byte; 32]);
+        s.unsaved.extend(nodes);
+        s.next_idx += 1;
+    }
+
+    #[test]
+    fn undoing_a_command_restores_the_tree_and_the_nodes_it_stored() {
+        let mut s = state();
+        append(&mut s, 1);
+        append(&mut s, 2);
+        let (root, nodes) = (s.frontier.root(), s.unsaved.clone());
+        let mark = s.mark();
+        append(&mut s, 3);
+        // The command stored the batch's nodes (as archiving does) and then failed: its
+        // savepoint took them back out of the database.
+        s.saved = s.unsaved.len();
+        Arc::make_mut(&mut s.prefs).insert("k".into(), "v".into());
+        s.undo(mark);
+        assert_eq!(s.next_idx, 2);
+        assert_eq!(s.frontier.root(), root);
+        assert_eq!(s.unsaved, nodes);
+        assert_eq!(s.saved, 0, "the nodes it stored are to be stored again");
+        assert!(s.prefs.is_empty());
+        append(&mut s, 3);
+        s.committed();
+        assert!(s.unsaved.is_empty() && s.saved == 0);
+    }
 }

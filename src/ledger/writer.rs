@@ -164,7 +164,7 @@ async fn run_batch(
     {
         let now = clock.now().max(*last);
         *last = now;
-        let saved = state.clone();
+        let mark = state.mark();
         let keeps_actors = command.keeps_actors();
         let outcome = match tx.savepoint().await {
             Ok(()) => {
@@ -178,7 +178,7 @@ async fn run_batch(
         let settled = if outcome.is_ok() {
             tx.release().await
         } else {
-            state = saved;
+            state.undo(mark);
             tx.rollback_to_savepoint().await
         };
         results.push((reply, outcome));
@@ -200,6 +200,7 @@ async fn run_batch(
     .await;
     match finished {
         Ok(()) => {
+            state.committed();
             watch.kept = Some(state);
             watch.actors = actors;
             results
