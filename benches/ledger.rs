@@ -595,11 +595,17 @@ async fn bench_group_commit(
     let mut levels: Vec<Vec<f64>> = vec![Vec::new(); k.submitters.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); k.submitters.len()];
     let mut batched = Vec::with_capacity(k.group_rounds);
+    // Commands per committed transaction at each level: what group commit actually got.
+    let mut per_batch: Vec<(u64, u64)> = vec![(0, 0); k.submitters.len()];
     for _ in 0..k.group_rounds {
         batched.push(limit.run_batched(k.limit_writes).await?);
         for (i, &n) in k.submitters.iter().enumerate() {
             let lim = limit.run(k.limit_writes).await?;
+            let (b0, c0) = s.ledger.batch_stats();
             let w = audited_throughput(s, n, k.group_writes, rng.next_u64()).await?;
+            let (b1, c1) = s.ledger.batch_stats();
+            per_batch[i].0 += b1 - b0;
+            per_batch[i].1 += c1 - c0;
             limits.push(lim);
             levels[i].push(w);
             ratios[i].push(w / lim);
@@ -630,10 +636,12 @@ async fn bench_group_commit(
             String::new()
         };
         let each: Vec<String> = ratios[i].iter().map(|r| format!("{r:.2}")).collect();
+        let (batches, commands) = per_batch[i];
         println!(
             "[{tag}]    {n:>3} submitter(s): {w:>7.0} audited writes/s = {r:.2}x the limit \
-             [rounds: {}]{target}",
-            each.join(" ")
+             [rounds: {}], {:.1} commands per commit{target}",
+            each.join(" "),
+            commands as f64 / batches.max(1) as f64
         );
         summary.push(format!("{n}: {w:.0}/s = {r:.2}x"));
     }

@@ -19,6 +19,12 @@ use crate::{
 /// that one batch's latency stays small.
 const MAX_BATCH: usize = 256;
 
+/// How long the writer waits, at most, for the callers it has just answered to come back
+/// before it starts a smaller batch: a fraction of one durable commit. Without it the
+/// first caller back gets a transaction (and an fsync) of its own while the rest queue
+/// behind it, and batches alternate between one command and all the others.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(200);
+
 /// What the writer remembers of the tree between batches: the size and root it left
 /// (appends by other processes extend that tree; anything else is tampering), and the
 /// alarm once raised, which stops all signing until a restart after `audit verify`.
@@ -66,7 +72,9 @@ pub(super) async fn run(
         actors: apply::Actors::new(),
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut answered = 0;
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        gather(&mut jobs, &mut batch, answered).await;
         let size = batch.len() as u64;
         let replies = run_batch(
             (&db, &conn),
@@ -84,9 +92,34 @@ pub(super) async fn run(
         stats
             .commands
             .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+        // Those still queued were not in this batch, and will not wait long for the next.
+        answered = replies.len() + jobs.len();
         for (reply, result) in replies {
             // A caller that stopped waiting still had its change committed; nothing to do.
             let _ = reply.send(result);
+        }
+    }
+}
+
+/// Waits up to `GATHER` for the batch to hold as many commands as the last one answered
+/// (PostgreSQL's `commit_delay` with `commit_siblings`, keyed to who is likely to come
+/// back). A lone caller never waits: it was the only one answered.
+async fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, answered: usize) {
+    let want = answered.min(MAX_BATCH);
+    if batch.len() >= want {
+        return;
+    }
+    // Tokio's timers tick in milliseconds, far too coarse here: poll the queue and give the
+    // processor to the callers in between.
+    let deadline = std::time::Instant::now() + GATHER;
+    while batch.len() < want {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() < deadline => {
+                std::thread::yield_now();
+                tokio::task::yield_now().await;
+            }
+            Err(_) => break,
         }
     }
 }
