@@ -73,8 +73,13 @@ pub(super) async fn run(
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut answered = 0;
+    // Waiting spins, which only a writer with a thread of its own may do: on PostgreSQL
+    // the writer shares the runtime's threads with the very callers it would wait for.
+    let gathers = conn.blocks();
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        gather(&mut jobs, &mut batch, answered).await;
+        if gathers {
+            gather(&mut jobs, &mut batch, answered);
+        }
         let size = batch.len() as u64;
         let replies = run_batch(
             (&db, &conn),
@@ -104,20 +109,19 @@ pub(super) async fn run(
 /// Waits up to `GATHER` for the batch to hold as many commands as the last one answered
 /// (PostgreSQL's `commit_delay` with `commit_siblings`, keyed to who is likely to come
 /// back). A lone caller never waits: it was the only one answered.
-async fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, answered: usize) {
+fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, answered: usize) {
     let want = answered.min(MAX_BATCH);
     if batch.len() >= want {
         return;
     }
     // Tokio's timers tick in milliseconds, far too coarse here: poll the queue and give the
-    // processor to the callers in between.
+    // processor to the callers in between (this is the writer's own thread).
     let deadline = std::time::Instant::now() + GATHER;
     while batch.len() < want {
         match jobs.try_recv() {
             Ok(job) => batch.push(job),
             Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() < deadline => {
                 std::thread::yield_now();
-                tokio::task::yield_now().await;
             }
             Err(_) => break,
         }
