@@ -72,13 +72,13 @@ pub(super) async fn run(
         actors: apply::Actors::new(),
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut answered = 0;
+    let mut expected = 0;
     // Waiting spins, which only a writer with a thread of its own may do: on PostgreSQL
     // the writer shares the runtime's threads with the very callers it would wait for.
     let gathers = conn.blocks();
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if gathers {
-            gather(&mut jobs, &mut batch, answered);
+            gather(&mut jobs, &mut batch, expected);
         }
         let size = batch.len() as u64;
         let replies = run_batch(
@@ -97,8 +97,8 @@ pub(super) async fn run(
         stats
             .commands
             .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
-        // Those still queued were not in this batch, and will not wait long for the next.
-        answered = replies.len() + jobs.len();
+        // The next batch can hold everyone answered now and everyone already waiting.
+        expected = replies.len() + jobs.len();
         for (reply, result) in replies {
             // A caller that stopped waiting still had its change committed; nothing to do.
             let _ = reply.send(result);
@@ -106,11 +106,11 @@ pub(super) async fn run(
     }
 }
 
-/// Waits up to `GATHER` for the batch to hold as many commands as the last one answered
-/// (PostgreSQL's `commit_delay` with `commit_siblings`, keyed to who is likely to come
-/// back). A lone caller never waits: it was the only one answered.
-fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, answered: usize) {
-    let want = answered.min(MAX_BATCH);
+/// Waits up to `GATHER` for the batch to hold `expected` commands: those the last batch
+/// answered and those that waited while it ran (PostgreSQL's `commit_delay` with
+/// `commit_siblings`, keyed to who is likely to come back). A lone caller never waits.
+fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, expected: usize) {
+    let want = expected.min(MAX_BATCH);
     if batch.len() >= want {
         return;
     }
