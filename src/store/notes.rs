@@ -87,21 +87,33 @@ pub async fn revisions(
     before: Option<(i64, i64)>,
     limit: i64,
 ) -> Result<Vec<Revision>> {
-    let (ts, rev) = before.unwrap_or((i64::MAX, i64::MAX));
     let sql = format!(
         "{REVISIONS} AND (ts < $3 OR (ts = $3 AND revision < $4)) \
          ORDER BY revision DESC LIMIT $5"
     );
     let mut conn = db.reader().await?;
-    let rows: Vec<RevisionRow> = statement(sql)
-        .bind(kind.as_str())
-        .bind(id)
-        .bind(ts)
-        .bind(rev)
-        .bind(limit)
+    let rows: Vec<RevisionRow> = page(sql, kind, id, before, limit)
         .fetch_all(conn.run())
         .await?;
     Ok(rows.into_iter().map(revision).collect())
+}
+
+/// A record's page, newest first: `$1`, `$2` the record, `$3`, `$4` the keyset to start
+/// before (from the newest when none), `$5` the page size.
+fn page(
+    sql: impl Into<std::borrow::Cow<'static, str>>,
+    kind: RecordKind,
+    id: i64,
+    before: Option<(i64, i64)>,
+    limit: i64,
+) -> super::statement::Statement {
+    let (ts, tiebreak) = before.unwrap_or((i64::MAX, i64::MAX));
+    statement(sql)
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(ts)
+        .bind(tiebreak)
+        .bind(limit)
 }
 
 pub async fn insert_revision(
@@ -158,18 +170,12 @@ pub async fn status_notes(
     before: Option<(i64, i64)>,
     limit: i64,
 ) -> Result<Vec<StatusNote>> {
-    let (ts, nid) = before.unwrap_or((i64::MAX, i64::MAX));
     let sql = "SELECT id, ts, actor_kind, actor_id, actor_initials, body, audit_idx FROM status_notes \
                WHERE record_type = $1 AND record_id = $2 AND (ts < $3 OR (ts = $3 AND id < $4)) \
                ORDER BY ts DESC, id DESC LIMIT $5";
     let mut conn = db.reader().await?;
     type Row = (i64, i64, String, Option<i64>, String, String, Option<i64>);
-    let rows: Vec<Row> = statement(sql)
-        .bind(kind.as_str())
-        .bind(id)
-        .bind(ts)
-        .bind(nid)
-        .bind(limit)
+    let rows: Vec<Row> = page(sql, kind, id, before, limit)
         .fetch_all(conn.run())
         .await?;
     Ok(rows
