@@ -151,6 +151,12 @@ impl Command {
         matches!(self, Self::Checkpoint | Self::Archive { .. })
     }
 
+    /// Whether it does something outside the database (archiving writes a file), which a
+    /// rolled-back attempt could not take back: its batch is never run twice.
+    pub(crate) fn reaches_outside(&self) -> bool {
+        matches!(self, Self::Archive { .. })
+    }
+
     /// Whether it leaves every user and security group as it found them, so the actors
     /// the writer resolved before it still hold after it (failed or not).
     pub(crate) fn keeps_actors(&self) -> bool {

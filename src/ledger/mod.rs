@@ -1,7 +1,7 @@
 //! The one write path. Every change is a [`Command`] that runs in one transaction with
 //! its audit entry: load, check, write, read back, diff, log, commit — then answer.
-//! A single writer task takes whatever commands are waiting, runs each in a savepoint,
-//! and commits them together (group commit).
+//! A single writer task takes whatever commands are waiting, runs them so that each can
+//! fail alone, and commits them together (group commit).
 
 mod apply;
 mod command;

@@ -1,5 +1,5 @@
-//! The single writer: drains the queue in batches, runs each command in a savepoint,
-//! commits once, then answers every caller (group commit).
+//! The single writer: drains the queue in batches, runs each command so that it can fail
+//! alone, commits once, then answers every caller (group commit).
 
 use jiff::Timestamp;
 use tokio::sync::mpsc;
@@ -81,16 +81,14 @@ pub(super) async fn run(
             gather(&mut jobs, &mut batch, expected);
         }
         let size = batch.len() as u64;
-        let replies = run_batch(
-            (&db, &conn),
-            &seal,
-            signer.as_ref(),
-            &clock,
-            &mut last,
-            &mut watch,
-            std::mem::take(&mut batch),
-        )
-        .await;
+        let parts = Parts {
+            db: &db,
+            conn: &conn,
+            seal: &seal,
+            signer: signer.as_ref(),
+            clock: &clock,
+        };
+        let replies = run_batch(&parts, &mut last, &mut watch, std::mem::take(&mut batch)).await;
         stats
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -133,31 +131,87 @@ type Reply = (
     Result<Outcome, Error>,
 );
 
-/// Runs one batch in one transaction. A command that fails is rolled back to its
-/// savepoint alone; a failure of the transaction itself fails every command in it.
+/// What every batch runs with.
+struct Parts<'a> {
+    db: &'a Db,
+    conn: &'a WriteConn,
+    seal: &'a Seal,
+    signer: Option<&'a Signer>,
+    clock: &'a Clock,
+}
+
+/// Why an attempt at a batch did not commit.
+enum Abort {
+    /// The transaction failed: every command in it fails with this.
+    Failed(Error),
+    /// A command failed after it had written, with no savepoint to undo it alone: the
+    /// attempt was rolled back and the batch runs again, with savepoints.
+    Retry,
+}
+
+/// Runs one batch in one transaction, and answers for every command in it.
+///
+/// On the writer's own SQLite connection the batch is first tried without savepoints:
+/// each one copies every page a command touches into SQLite's statement journal, a
+/// sizeable share of the writer's time, and is almost never needed, since a command that
+/// fails (a refusal, a conflict, bad input) does so before it writes. If one fails after
+/// writing, the whole attempt is rolled back and the batch runs again with a savepoint
+/// per command, as it always does where the rows written cannot be counted.
 async fn run_batch(
-    (db, conn): (&Db, &WriteConn),
-    seal: &Seal,
-    signer: Option<&Signer>,
-    clock: &Clock,
+    parts: &Parts<'_>,
     last: &mut Timestamp,
     watch: &mut Watch,
     jobs: Vec<Job>,
 ) -> Vec<Reply> {
-    let mut tx = match WriteTx::begin(db, conn, seal).await {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(jobs.into_iter().map(|j| j.reply), &e.into()),
-    };
+    let (alarm, clock_behind) = (watch.alarm.clone(), watch.clock_behind);
+    let savepoints = jobs.iter().any(|j| j.command.reaches_outside());
+    let mut outcome = attempt(parts, last, watch, &jobs, savepoints).await;
+    if matches!(outcome, Err(Abort::Retry)) {
+        // What the attempt changed in the watch was never committed.
+        (watch.alarm, watch.clock_behind) = (alarm, clock_behind);
+        outcome = attempt(parts, last, watch, &jobs, true).await;
+    }
+    let replies = jobs.into_iter().map(|j| j.reply);
+    match outcome {
+        Ok(results) => replies.zip(results).collect(),
+        Err(Abort::Failed(e)) => fail_all(replies, &e),
+        // Only an attempt without savepoints asks for another.
+        Err(Abort::Retry) => fail_all(
+            replies,
+            &Error::NotSaved("the batch was not retried".into()),
+        ),
+    }
+}
+
+/// One attempt at a batch: a command that fails is rolled back to its savepoint alone
+/// (`savepoints`), or, without them, sinks the attempt if it wrote anything; a failure
+/// of the transaction itself fails every command in it.
+async fn attempt(
+    &Parts {
+        db,
+        conn,
+        seal,
+        signer,
+        clock,
+    }: &Parts<'_>,
+    last: &mut Timestamp,
+    watch: &mut Watch,
+    jobs: &[Job],
+    savepoints: bool,
+) -> Result<Vec<Result<Outcome, Error>>, Abort> {
+    let mut tx = WriteTx::begin(db, conn, seal)
+        .await
+        .map_err(|e| Abort::Failed(e.into()))?;
+    let savepoints = savepoints || tx.rows_written().is_none();
     // Before signing, the tree is read back as stored: a node changed behind the writer's
     // back then shows as a root other than the one it left, and nothing is signed. (Plain
     // writes extend the writer's own frontier; what they would miss, verify finds.)
     let signs = jobs.iter().any(|j| j.command.signs());
     let left = (watch.kept.as_ref()).map(|k| (k.frontier.size(), k.frontier.root()));
     let kept = watch.kept.clone().filter(|_| !signs);
-    let mut state = match apply::State::load(&mut tx, watch.tree, kept).await {
-        Ok(s) => s,
-        Err(e) => return fail_all(jobs.into_iter().map(|j| j.reply), &e),
-    };
+    let mut state = apply::State::load(&mut tx, watch.tree, kept)
+        .await
+        .map_err(Abort::Failed)?;
     // Whatever the writer itself appends below also moves the head.
     let start_size = state.next_idx;
     // The log's time never runs backwards (pages, date filters and archive cuts follow
@@ -169,9 +223,9 @@ async fn run_batch(
     {
         tracing::error!(%problem, "the audit log was changed outside Keeptrack; no more checkpoints");
         let now = clock.now().max(*last);
-        if let Err(e) = apply::alarm(&mut tx, &mut state, &problem, now).await {
-            return fail_all(jobs.into_iter().map(|j| j.reply), &e);
-        }
+        apply::alarm(&mut tx, &mut state, &problem, now)
+            .await
+            .map_err(Abort::Failed)?;
         watch.alarm = Some(problem);
     }
     state.alarm.clone_from(&watch.alarm);
@@ -181,51 +235,70 @@ async fn run_batch(
     let behind = last.as_microsecond() - wall.as_microsecond() > CLOCK_SLACK_MICROS;
     if behind && !watch.clock_behind {
         tracing::warn!(%wall, log_time = %last, "the clock is behind the audit log");
-        if let Err(e) = apply::clock_backwards(&mut tx, &mut state, wall, *last).await {
-            return fail_all(jobs.into_iter().map(|j| j.reply), &e);
-        }
+        apply::clock_backwards(&mut tx, &mut state, wall, *last)
+            .await
+            .map_err(Abort::Failed)?;
     }
     watch.clock_behind = behind;
-    let mut results: Vec<Reply> = Vec::with_capacity(jobs.len());
+    let mut results = Vec::with_capacity(jobs.len());
     // Another process may have changed a user since the last batch.
     let mut actors = std::mem::take(&mut watch.actors);
     if !tx.undisturbed() {
         actors.clear();
     }
-    let mut pending = jobs.into_iter();
-    while let Some(Job {
-        ctx,
-        command,
-        reply,
-    }) = pending.next()
-    {
+    for job in jobs {
         let now = clock.now().max(*last);
         *last = now;
         let mark = state.mark();
-        let keeps_actors = command.keeps_actors();
-        let outcome = match tx.savepoint().await {
+        let keeps_actors = job.command.keeps_actors();
+        let written = tx.rows_written();
+        let command = job.command.clone();
+        let opened = if savepoints {
+            tx.savepoint().await
+        } else {
+            Ok(())
+        };
+        let outcome = match opened {
             Ok(()) => {
-                apply::apply(&mut tx, &mut state, &mut actors, &ctx, command, now, signer).await
+                apply::apply(
+                    &mut tx,
+                    &mut state,
+                    &mut actors,
+                    &job.ctx,
+                    command,
+                    now,
+                    signer,
+                )
+                .await
             }
             Err(e) => Err(e.into()),
         };
         if !keeps_actors {
             actors.clear();
         }
-        let settled = if outcome.is_ok() {
-            tx.release().await
-        } else {
-            state.undo(mark);
-            tx.rollback_to_savepoint().await
+        let settled = match (&outcome, savepoints) {
+            (Ok(_), true) => tx.release().await,
+            (Ok(_), false) => Ok(()),
+            (Err(_), true) => {
+                state.undo(mark);
+                tx.rollback_to_savepoint().await
+            }
+            (Err(e), false) => {
+                // Nothing to undo in the database only if the command wrote nothing and
+                // failed for a reason of its own, not the storage's.
+                let own = !matches!(
+                    e,
+                    Error::Store(_) | Error::Tampered(_) | Error::NotSaved(_) | Error::Unavailable
+                );
+                if !own || written.is_none() || tx.rows_written() != written {
+                    return Err(Abort::Retry);
+                }
+                state.undo(mark);
+                Ok(())
+            }
         };
-        results.push((reply, outcome));
-        if let Err(e) = settled {
-            let everyone = results
-                .into_iter()
-                .map(|(r, _)| r)
-                .chain(pending.map(|j| j.reply));
-            return fail_all(everyone, &e.into());
-        }
+        results.push(outcome);
+        settled.map_err(|e| Abort::Failed(e.into()))?;
     }
     let finished = async {
         state.save_nodes(&mut tx).await?;
@@ -235,15 +308,11 @@ async fn run_batch(
         tx.commit().await.map_err(Error::from)
     }
     .await;
-    match finished {
-        Ok(()) => {
-            state.committed();
-            watch.kept = Some(state);
-            watch.actors = actors;
-            results
-        }
-        Err(e) => fail_all(results.into_iter().map(|(r, _)| r), &e),
-    }
+    finished.map_err(Abort::Failed)?;
+    state.committed();
+    watch.kept = Some(state);
+    watch.actors = actors;
+    Ok(results)
 }
 
 fn fail_all(

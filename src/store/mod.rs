@@ -421,6 +421,19 @@ impl WriteTx {
         Ok(())
     }
 
+    /// How many rows the transaction's statements have inserted, updated or deleted so
+    /// far (triggers included), while it is still open; known only on the writer's own
+    /// SQLite connection. A command that failed without moving it wrote nothing.
+    pub fn rows_written(&self) -> Option<u64> {
+        match &self.inner {
+            TxInner::Direct(t) => {
+                let conn = t.conn.lock().unwrap_or_else(PoisonError::into_inner);
+                (!conn.is_autocommit()).then(|| conn.total_changes())
+            }
+            TxInner::Sqlite(_) | TxInner::Postgres(_) => None,
+        }
+    }
+
     /// Savepoints let one command of a batch fail without sinking the others.
     pub async fn savepoint(&mut self) -> Result<()> {
         self.exec("SAVEPOINT command").await

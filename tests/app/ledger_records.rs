@@ -231,6 +231,74 @@ both!(a_bad_command_in_a_batch_does_not_sink_the_others, |app| {
     assert_eq!(indices, (before..before + 30).collect::<Vec<_>>());
 });
 
+both!(
+    a_command_that_fails_after_writing_takes_back_only_its_own_writes,
+    |app| {
+        // The storage refuses one note revision: an email change whose reason (stamped into
+        // the client's notes after the change itself is written) says so fails halfway.
+        let refuse: &[&str] = match app.db {
+            keeptrack::store::Db::Sqlite(_, _) => &["CREATE TRIGGER refuse_poison BEFORE INSERT \
+             ON note_revisions WHEN NEW.body LIKE '%POISON%' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END"],
+            keeptrack::store::Db::Postgres(_) => &[
+                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.body LIKE '%POISON%' THEN RAISE EXCEPTION 'poisoned'; END IF; \
+             RETURN NEW; END $$",
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON note_revisions \
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+            ],
+        };
+        for sql in refuse {
+            crate::helpers::exec(&app.db, sql).await;
+        }
+        let mut clients = Vec::new();
+        for n in 0..24 {
+            clients.push(app.client(&format!("C{n}")).await);
+        }
+        let before = app.log_size().await;
+        let mut set = tokio::task::JoinSet::new();
+        for (n, client) in clients.iter().enumerate() {
+            let (ledger, staff, id) = (app.ledger.clone(), app.staff, client.id);
+            set.spawn(async move {
+                let reason = if n == 7 { "POISON" } else { "Client asked" };
+                let f = crate::helpers::fields(json!({"email": format!("new{n}@example.com")}));
+                let out = ledger
+                    .submit(
+                        Context::user(staff).with_reason(reason),
+                        Command::Update {
+                            kind: RecordKind::Client,
+                            id,
+                            fields: f,
+                            expected_version: None,
+                        },
+                    )
+                    .await;
+                (n, out)
+            });
+        }
+        let mut results = set.join_all().await;
+        results.sort_by_key(|(n, _)| *n);
+        for (n, out) in &results {
+            assert_eq!(out.is_ok(), *n != 7, "command {n}: {out:?}");
+        }
+        assert_eq!(app.log_size().await, before + 23);
+        let mut indices: Vec<i64> = (results.iter())
+            .filter_map(|(_, r)| r.as_ref().ok()?.audit_index)
+            .collect();
+        indices.sort_unstable();
+        assert_eq!(indices, (before..before + 23).collect::<Vec<_>>());
+        // The refused command's change to the record went with it; everyone else's stayed.
+        for (n, client) in clients.iter().enumerate() {
+            let now = app.get(RecordKind::Client, client.id).await;
+            if n == 7 {
+                assert_eq!(now, *client);
+            } else {
+                assert_eq!(now.fields["email"], json!(format!("new{n}@example.com")));
+            }
+        }
+    }
+);
+
 both!(delete_and_restore_round_trip, |app| {
     let client = app.client("Smith").await;
     let err = app
