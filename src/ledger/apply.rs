@@ -37,8 +37,8 @@ use crate::store::{
 
 pub(super) const ORIGIN_KEY: &str = "log.origin";
 
-/// What the writer carries from one command to the next within a batch. Cloned before
-/// each command so a failed one can be undone with its savepoint.
+/// What the writer carries from one command to the next within a batch. Marked before
+/// each command so that a failed one can be undone with its writes.
 #[derive(Clone, Debug)]
 pub(super) struct State {
     pub next_idx: i64,
@@ -149,7 +149,7 @@ impl State {
         }
     }
 
-    /// Undoes a command whose savepoint was rolled back: nodes it stored are gone with it.
+    /// Undoes a command whose writes were taken back: nodes it stored are gone with them.
     pub fn undo(&mut self, mark: Mark) {
         let mut unsaved = std::mem::take(&mut self.unsaved);
         unsaved.truncate(mark.unsaved);

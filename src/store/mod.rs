@@ -300,8 +300,10 @@ impl WriteConn {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Each command runs in a savepoint, and SQLite copies every page a savepoint
-        // first touches to its statement journal: in memory, not a temporary file.
+        // A batch run again after a failed command has a savepoint per command, and
+        // SQLite copies every page a savepoint first touches to its statement journal
+        // (as it does for a statement that may need undoing alone): in memory, not a
+        // temporary file.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(256);
         Ok(Self {
