@@ -2213,7 +2213,7 @@ mod tests {
         let mark = s.mark();
         append(&mut s, 3);
         // The command stored the batch's nodes (as archiving does) and then failed: its
-        // savepoint took them back out of the database.
+        // writes were taken back out of the database with them.
         s.saved = s.unsaved.len();
         Arc::make_mut(&mut s.prefs).insert("k".into(), "v".into());
         s.undo(mark);

@@ -57,6 +57,15 @@ impl Error {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self::Invalid(vec![FieldError::new(field, message)])
     }
+
+    /// Whether the storage failed (or was found tampered with) rather than the command
+    /// being refused: what it wrote before then cannot be assumed to be nothing.
+    pub(crate) fn is_storage(&self) -> bool {
+        matches!(
+            self,
+            Self::Store(_) | Self::Tampered(_) | Self::NotSaved(_) | Self::Unavailable
+        )
+    }
 }
 
 fn list(errors: &[FieldError]) -> String {

@@ -284,13 +284,9 @@ async fn attempt(
                 tx.rollback_to_savepoint().await
             }
             (Err(e), false) => {
-                // Nothing to undo in the database only if the command wrote nothing and
-                // failed for a reason of its own, not the storage's.
-                let own = !matches!(
-                    e,
-                    Error::Store(_) | Error::Tampered(_) | Error::NotSaved(_) | Error::Unavailable
-                );
-                if !own || written.is_none() || tx.rows_written() != written {
+                // Nothing to undo in the database only if the command was refused and
+                // wrote nothing before that.
+                if e.is_storage() || written.is_none() || tx.rows_written() != written {
                     return Err(Abort::Retry);
                 }
                 state.undo(mark);
