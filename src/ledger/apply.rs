@@ -477,15 +477,20 @@ async fn resolve_actor(
 ) -> Result<(Actor, Option<Grants>), Error> {
     Ok(match actor {
         ActorRef::User(id) => {
-            let user = active_user(tx, *id).await?;
-            let text = |f: &str| user.fields[f].as_str().unwrap_or_default().to_owned();
+            let member = active_member(tx, *id).await?;
+            let text = |f: &str| {
+                member.user.fields[f]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             let actor = Actor {
                 kind: ActorKind::User,
                 id: Some(*id),
                 initials: text("initials"),
                 name: text("display_name"),
             };
-            (actor, Some(user_grants(tx, &user).await?))
+            (actor, Some(member.grants()))
         }
         ActorRef::Anonymous => (
             Actor {
@@ -517,21 +522,11 @@ async fn resolve_actor(
     })
 }
 
-/// A user's permissions: their group's, with their own exceptions laid over them. Read
-/// in the command's transaction, so a permission taken away holds from the next command.
-async fn user_grants(tx: &mut WriteTx, user: &StoredRecord) -> Result<Grants, Error> {
-    let name = user.fields["security_group"].as_str().unwrap_or_default();
-    let group = records::find_for_write(tx, RecordKind::SecurityGroup, "name", name).await?;
-    let group = group.filter(|g| !g.is_deleted());
-    Ok(crate::domain::permission::effective(
-        group.as_ref().map(|g| &g.fields["permissions"]),
-        user.fields.get("permissions"),
-    ))
-}
-
-async fn active_user(tx: &mut WriteTx, id: i64) -> Result<StoredRecord, Error> {
-    match records::get_for_write(tx, RecordKind::User, id).await? {
-        Some(u) if !u.is_deleted() && u.fields["active"] == Value::Bool(true) => Ok(u),
+/// A user able to act, with their group: read in the command's transaction, so a
+/// permission taken away holds from the next command.
+async fn active_member(tx: &mut WriteTx, id: i64) -> Result<records::Member, Error> {
+    match records::member_for_write(tx, id).await? {
+        Some(m) if !m.user.is_deleted() && m.user.fields["active"] == Value::Bool(true) => Ok(m),
         _ => Err(Error::NotPermitted(format!(
             "user {id} is not an active user"
         ))),
@@ -566,12 +561,17 @@ impl Run<'_> {
         let Some(by) = self.ctx.authorized_by else {
             return Err(Error::Forbidden(permission));
         };
-        let user = active_user(self.tx, by).await?;
-        if !user_grants(self.tx, &user).await?.allows(permission) {
+        let authoriser = active_member(self.tx, by).await?;
+        if !authoriser.grants().allows(permission) {
             return Err(Error::Forbidden(permission));
         }
         self.overridden.push(permission);
-        let text = |f: &str| user.fields[f].as_str().unwrap_or_default().to_owned();
+        let text = |f: &str| {
+            authoriser.user.fields[f]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
         self.authoriser = Some(Authoriser {
             id: by,
             initials: text("initials"),

@@ -3,7 +3,11 @@
 
 use serde::Serialize;
 
-use super::{Db, Result, Run, SqlValue, WriteTx, statement};
+use std::sync::LazyLock;
+
+use super::records::Member;
+use super::statement::FromCells;
+use super::{CellKind, Db, Result, Run, SqlValue, WriteTx, statement};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRow {
@@ -47,20 +51,33 @@ pub async fn session(db: &Db, id_hash: &str) -> Result<Option<SessionRow>> {
     session_in(conn.run(), id_hash).await
 }
 
-async fn session_in(run: Run<'_>, id_hash: &str) -> Result<Option<SessionRow>> {
-    let sql = "SELECT user_id, csrf_token, created_at, last_seen_at, expires_at, ended_at \
-               FROM auth_sessions WHERE id_hash = $1";
-    let row = statement(sql).bind(id_hash).fetch_optional(run).await?;
-    Ok(row.map(
-        |(user_id, csrf_token, created_at, last_seen_at, expires_at, ended_at)| SessionRow {
+const SESSION_COLUMNS: &str = "user_id, csrf_token, created_at, last_seen_at, expires_at, ended_at";
+
+type SessionCells = (i64, String, i64, i64, i64, Option<i64>);
+
+impl SessionRow {
+    fn from_cells(
+        (user_id, csrf_token, created_at, last_seen_at, expires_at, ended_at): SessionCells,
+    ) -> Self {
+        Self {
             user_id,
             csrf_token,
             created_at,
             last_seen_at,
             expires_at,
             ended_at,
-        },
-    ))
+        }
+    }
+}
+
+async fn session_in(run: Run<'_>, id_hash: &str) -> Result<Option<SessionRow>> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {SESSION_COLUMNS} FROM auth_sessions WHERE id_hash = $1"));
+    let row: Option<SessionCells> = statement(SQL.as_str())
+        .bind(id_hash)
+        .fetch_optional(run)
+        .await?;
+    Ok(row.map(SessionRow::from_cells))
 }
 
 const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at, revoked_at";
@@ -89,6 +106,50 @@ async fn token_where(run: Run<'_>, column: &str, value: SqlValue) -> Result<Opti
 pub async fn token(db: &Db, hash: &str) -> Result<Option<TokenRow>> {
     let mut conn = db.reader().await?;
     token_where(conn.run(), "token_hash", hash.into()).await
+}
+
+/// A token with its user and the user's group: everything a bearer request is checked
+/// against, in one statement.
+pub async fn token_member(db: &Db, hash: &str) -> Result<Option<(TokenRow, Member)>> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| member_sql(TOKEN_COLUMNS, "api_tokens", "token_hash"));
+    let row = with_member::<TokenCells>(db, SQL.as_str(), hash).await?;
+    Ok(row.map(|(cells, member)| (TokenRow::from_cells(cells), member)))
+}
+
+/// A browser session with its user and the user's group, in one statement.
+pub async fn session_member(db: &Db, id_hash: &str) -> Result<Option<(SessionRow, Member)>> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| member_sql(SESSION_COLUMNS, "auth_sessions", "id_hash"));
+    let row = with_member::<SessionCells>(db, SQL.as_str(), id_hash).await?;
+    Ok(row.map(|(cells, member)| (SessionRow::from_cells(cells), member)))
+}
+
+/// Reads `columns` of the row of `table` whose `key` is `$1`, then its user's [`Member`].
+fn member_sql(columns: &str, table: &str, key: &str) -> String {
+    let lead: Vec<String> = columns.split(", ").map(|c| format!("x.{c}")).collect();
+    format!(
+        "SELECT {}, {} FROM {table} x JOIN users u ON u.id = x.user_id {} WHERE x.{key} = $1",
+        lead.join(", "),
+        Member::columns(),
+        Member::JOIN
+    )
+}
+
+/// The one row of `sql`: its leading cells as `T`, the rest as a [`Member`].
+async fn with_member<T: FromCells>(
+    db: &Db,
+    sql: &'static str,
+    key: &str,
+) -> Result<Option<(T, Member)>> {
+    let kinds: Vec<CellKind> = T::KINDS.iter().copied().chain(Member::kinds()).collect();
+    let mut conn = db.reader().await?;
+    let rows = statement(sql).bind(key).rows(conn.run(), &kinds).await?;
+    let Some(mut cells) = rows.into_iter().next() else {
+        return Ok(None);
+    };
+    let member = Member::decode(cells.split_off(T::KINDS.len()))?;
+    Ok(Some((T::from_cells(cells)?, member)))
 }
 
 pub async fn token_by_id_for_write(tx: &mut WriteTx, id: i64) -> Result<Option<TokenRow>> {

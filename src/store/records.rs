@@ -522,6 +522,97 @@ async fn find_in(
     Ok(records(run, kind, statement(sql).bind(value)).await?.pop())
 }
 
+/// A user with the security group it names (deleted or not), read in one statement:
+/// every request's caller and every command's actor is checked against both, and on
+/// PostgreSQL each statement is a round trip.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub user: StoredRecord,
+    pub group: Option<StoredRecord>,
+}
+
+impl Member {
+    /// What the user may do now: the group's grants (none once it is deleted) with the
+    /// user's own exceptions laid over them.
+    pub fn grants(&self) -> crate::domain::permission::Grants {
+        let group = self.group.as_ref().filter(|g| !g.is_deleted());
+        crate::domain::permission::effective(
+            group.map(|g| &g.fields["permissions"]),
+            self.user.fields.get("permissions"),
+        )
+    }
+
+    /// The select list for `users u` joined by [`Member::JOIN`]: the user's columns, then
+    /// the group's.
+    pub(crate) fn columns() -> &'static str {
+        static COLUMNS: LazyLock<String> = LazyLock::new(|| {
+            let of = |kind, alias: &str| {
+                let cols: Vec<String> = (columns(kind).split(", "))
+                    .map(|c| format!("{alias}.{c}"))
+                    .collect();
+                cols.join(", ")
+            };
+            format!(
+                "{}, {}",
+                of(RecordKind::User, "u"),
+                of(RecordKind::SecurityGroup, "g")
+            )
+        });
+        &COLUMNS
+    }
+
+    /// Joins a query's `users u` to its group.
+    pub(crate) const JOIN: &str = "LEFT JOIN security_groups g ON g.name = u.security_group";
+
+    /// The cells [`Member::columns`] are read as.
+    pub(crate) fn kinds() -> impl Iterator<Item = CellKind> {
+        row_kinds(RecordKind::User)
+            .into_iter()
+            .chain(row_kinds(RecordKind::SecurityGroup))
+    }
+
+    pub(crate) fn decode(mut cells: Vec<SqlValue>) -> Result<Self> {
+        let split = row_kinds(RecordKind::User).len().min(cells.len());
+        let group = cells.split_off(split);
+        // A user whose group is gone gets a row of NULLs for it.
+        let group = match group.first() {
+            Some(SqlValue::Int(Some(_))) => Some(decode(RecordKind::SecurityGroup, group)?),
+            _ => None,
+        };
+        Ok(Self {
+            user: decode(RecordKind::User, cells)?,
+            group,
+        })
+    }
+}
+
+/// A user and their group, deleted or not.
+pub async fn member(db: &Db, user_id: i64) -> Result<Option<Member>> {
+    let mut conn = db.reader().await?;
+    member_in(conn.run(), user_id).await
+}
+
+/// A user and their group, inside the writer's transaction.
+pub async fn member_for_write(tx: &mut WriteTx, user_id: i64) -> Result<Option<Member>> {
+    member_in(tx.run(), user_id).await
+}
+
+async fn member_in(run: Run<'_>, user_id: i64) -> Result<Option<Member>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM users u {} WHERE u.id = $1",
+            Member::columns(),
+            Member::JOIN
+        )
+    });
+    let kinds: Vec<CellKind> = Member::kinds().collect();
+    let rows = statement(SQL.as_str())
+        .bind(user_id)
+        .rows(run, &kinds)
+        .await?;
+    rows.into_iter().next().map(Member::decode).transpose()
+}
+
 /// How many live users are in a security group.
 pub async fn group_members(tx: &mut WriteTx, group: &str) -> Result<i64> {
     let sql = "SELECT COUNT(*) FROM users WHERE security_group = $1 AND deleted_at IS NULL";

@@ -21,11 +21,11 @@ use crate::domain::{
     audit::Request,
     field::FieldError,
     lockout,
-    permission::{Feature, Grants, Level, Permission, effective},
+    permission::{Feature, Grants, Level, Permission},
     record::RecordKind,
 };
 use crate::ledger::{ActorRef, Command, Context, NewSession, password};
-use crate::store::{self, auth, records::StoredRecord};
+use crate::store::{self, auth};
 
 pub const COOKIE: &str = "keeptrack_session";
 /// A session unused this long ends.
@@ -210,24 +210,6 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// What a user may do now: their group's grants with their exceptions.
-pub async fn grants_of(db: &store::Db, user: &StoredRecord) -> Result<Grants, ApiError> {
-    let group = user.fields["security_group"].as_str().unwrap_or_default();
-    let group = store::records::find(db, RecordKind::SecurityGroup, "name", group)
-        .await?
-        .filter(|g| !g.is_deleted());
-    Ok(effective(
-        group.as_ref().map(|g| &g.fields["permissions"]),
-        user.fields.get("permissions"),
-    ))
-}
-
-async fn active_user(db: &store::Db, id: i64) -> Result<Option<StoredRecord>, ApiError> {
-    Ok(store::records::get(db, RecordKind::User, id)
-        .await?
-        .filter(|u| !u.is_deleted() && u.fields["active"] == Value::Bool(true)))
-}
-
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -244,10 +226,10 @@ impl FromRequestParts<AppState> for Caller {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        let (user_id, via) = if let Some(token) = bearer {
-            let row = auth::token(db, &sha256_hex(token.trim()))
+        let (user_id, via, member) = if let Some(token) = bearer {
+            let (row, member) = auth::token_member(db, &sha256_hex(token.trim()))
                 .await?
-                .filter(|t| t.revoked_at.is_none())
+                .filter(|(t, _)| t.revoked_at.is_none())
                 .ok_or_else(|| ApiError::Unauthenticated("This API token is not valid.".into()))?;
             if row
                 .last_used_at
@@ -255,10 +237,10 @@ impl FromRequestParts<AppState> for Caller {
             {
                 touch(state, Command::TouchToken { id: row.id });
             }
-            (row.user_id, Via::Token { id: row.id })
+            (row.user_id, Via::Token { id: row.id }, member)
         } else if let Some(secret) = cookie_value(&parts.headers, COOKIE) {
             let id_hash = sha256_hex(&secret);
-            let Some(row) = auth::session(db, &id_hash).await? else {
+            let Some((row, member)) = auth::session_member(db, &id_hash).await? else {
                 return Err(ApiError::Unauthenticated(
                     "Your session has ended; sign in again.".into(),
                 ));
@@ -298,6 +280,7 @@ impl FromRequestParts<AppState> for Caller {
                     id_hash,
                     csrf_token: row.csrf_token,
                 },
+                member,
             )
         } else {
             return Err(ApiError::Unauthenticated(
@@ -305,12 +288,15 @@ impl FromRequestParts<AppState> for Caller {
                     .into(),
             ));
         };
-        let user = active_user(db, user_id)
-            .await?
-            .ok_or_else(|| ApiError::Unauthenticated("This account is not active.".into()))?;
+        let user = &member.user;
+        if user.is_deleted() || user.fields["active"] != Value::Bool(true) {
+            return Err(ApiError::Unauthenticated(
+                "This account is not active.".into(),
+            ));
+        }
         Ok(Self {
             user_id,
-            grants: grants_of(db, &user).await?,
+            grants: member.grants(),
             via,
             request,
         })
@@ -528,13 +514,12 @@ pub async fn session_info(
 }
 
 async fn me(state: &AppState, user_id: i64, csrf: Option<&str>) -> Result<Value, ApiError> {
-    let user = store::records::get(state.ledger.db(), RecordKind::User, user_id)
+    let member = store::records::member(state.ledger.db(), user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let grants = grants_of(state.ledger.db(), &user).await?;
     Ok(json!({
-        "user": super::record_json(RecordKind::User, &user),
-        "permissions": grants.to_value(),
+        "user": super::record_json(RecordKind::User, &member.user),
+        "permissions": member.grants().to_value(),
         "csrf_token": csrf,
     }))
 }
