@@ -75,7 +75,10 @@ impl State {
     /// (the tree, the preferences, the last time) appends an entry: the tree's and the
     /// preferences' reads are then skipped.
     pub async fn load(tx: &mut WriteTx, tree: bool, kept: Option<Self>) -> Result<Self, Error> {
-        let next_idx = audit_log::head_size(tx).await?;
+        let next_idx = match tx.head_at_lock() {
+            Some(size) => size,
+            None => audit_log::head_size(tx).await?,
+        };
         if let Some(kept) = kept.filter(|k| k.next_idx == next_idx) {
             return Ok(Self {
                 rebuilt: false,

@@ -151,12 +151,13 @@ enum Abort {
 
 /// Runs one batch in one transaction, and answers for every command in it.
 ///
-/// On the writer's own SQLite connection the batch is first tried without savepoints:
-/// each one copies every page a command touches into SQLite's statement journal, a
-/// sizeable share of the writer's time, and is almost never needed, since a command that
-/// fails (a refusal, a conflict, bad input) does so before it writes. If one fails after
-/// writing, the whole attempt is rolled back and the batch runs again with a savepoint
-/// per command, as it always does where the rows written cannot be counted.
+/// The batch is first tried without savepoints. On SQLite each one copies every page a
+/// command touches into the statement journal, a sizeable share of the writer's time; on
+/// PostgreSQL each costs two round trips per command. They are almost never needed, since
+/// a command that fails (a refusal, a conflict, bad input) does so before it writes. If
+/// one fails after writing, or the database refused a statement (which on PostgreSQL
+/// aborts the transaction), the whole attempt is rolled back and the batch runs again
+/// with a savepoint per command.
 async fn run_batch(
     parts: &Parts<'_>,
     last: &mut Timestamp,

@@ -281,8 +281,9 @@ pub(crate) use on_conn;
 /// prepared once; otherwise transactions come from the pool.
 pub struct WriteConn {
     direct: Option<Arc<Mutex<rusqlite::Connection>>>,
-    /// SQLite's `data_version` when the last transaction began: it moves only when
-    /// another connection commits.
+    /// SQLite's `data_version` when the last transaction began, which moves only when
+    /// another connection commits; on PostgreSQL, the head's count of write
+    /// transactions as this writer's last one left it.
     seen: AtomicI64,
 }
 
@@ -330,6 +331,10 @@ impl WriteConn {
 pub struct WriteTx {
     inner: TxInner,
     undisturbed: bool,
+    /// Rows the statements through sqlx have changed (see [`WriteTx::rows_written`]).
+    written: u64,
+    /// The log's size, when taking the lock read it.
+    head: Option<i64>,
 }
 
 enum TxInner {
@@ -370,8 +375,14 @@ impl WriteTx {
     /// Begins a write transaction that holds the log's single-writer lock: SQLite's
     /// `BEGIN IMMEDIATE`, PostgreSQL's row lock on `log_head`. The seal is a value only the
     /// ledger can make, so the compiler keeps every write on the ledger's path.
+    ///
+    /// On PostgreSQL the lock is taken by counting the transaction in the head
+    /// (`writes`), which every writer of every Keeptrack process does: a count one past
+    /// the one this writer left means nobody else has written since, as SQLite's
+    /// `data_version` tells its writer.
     pub async fn begin(db: &Db, conn: &WriteConn, _seal: &crate::ledger::Seal) -> Result<Self> {
         let mut undisturbed = false;
+        let mut head = None;
         let inner = match (db, &conn.direct) {
             (Db::Sqlite(_, _), Some(direct)) => {
                 let mut tx = DirectTx {
@@ -387,17 +398,33 @@ impl WriteTx {
             (Db::Sqlite(p, _), None) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             (Db::Postgres(p), _) => {
                 let mut tx = p.begin().await?;
-                sqlx::query("SELECT size FROM log_head WHERE id = 1 FOR UPDATE")
-                    .execute(&mut *tx)
-                    .await?;
+                let (size, writes): (i64, i64) = sqlx::query_as(
+                    "UPDATE log_head SET writes = writes + 1 WHERE id = 1 RETURNING size, writes",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                // Should this transaction roll back, the next finds the count one short of
+                // `seen`, and takes itself to be disturbed: the safe way to be wrong.
+                undisturbed = conn.seen.swap(writes, Ordering::Relaxed) == writes - 1;
+                head = Some(size);
                 TxInner::Postgres(tx)
             }
         };
-        Ok(Self { inner, undisturbed })
+        Ok(Self {
+            inner,
+            undisturbed,
+            written: 0,
+            head,
+        })
+    }
+
+    /// The log's size as taking the lock read it (PostgreSQL), saving a statement.
+    pub fn head_at_lock(&self) -> Option<i64> {
+        self.head
     }
 
     /// Whether nothing but this writer has written to the database since its previous
-    /// transaction began (known only on its own SQLite connection; otherwise false).
+    /// transaction (known on its own SQLite connection and on PostgreSQL).
     pub fn undisturbed(&self) -> bool {
         self.undisturbed
     }
@@ -405,8 +432,8 @@ impl WriteTx {
     /// Where the transaction's statements run.
     pub(crate) fn run(&mut self) -> Run<'_> {
         match &mut self.inner {
-            TxInner::Sqlite(t) => Run::Sqlx(Conn::Sqlite(t)),
-            TxInner::Postgres(t) => Run::Sqlx(Conn::Postgres(t)),
+            TxInner::Sqlite(t) => Run::Counted(Conn::Sqlite(t), &mut self.written),
+            TxInner::Postgres(t) => Run::Counted(Conn::Postgres(t), &mut self.written),
             TxInner::Direct(t) => Run::Direct(&t.conn),
         }
     }
@@ -424,15 +451,16 @@ impl WriteTx {
     }
 
     /// How many rows the transaction's statements have inserted, updated or deleted so
-    /// far (triggers included), while it is still open; known only on the writer's own
-    /// SQLite connection. A command that failed without moving it wrote nothing.
+    /// far, while it is still open: on the writer's own SQLite connection, SQLite's count
+    /// (triggers included); through sqlx, the rows each write statement reported. A
+    /// command that failed without moving it wrote nothing.
     pub fn rows_written(&self) -> Option<u64> {
         match &self.inner {
             TxInner::Direct(t) => {
                 let conn = t.conn.lock().unwrap_or_else(PoisonError::into_inner);
                 (!conn.is_autocommit()).then(|| conn.total_changes())
             }
-            TxInner::Sqlite(_) | TxInner::Postgres(_) => None,
+            TxInner::Sqlite(_) | TxInner::Postgres(_) => Some(self.written),
         }
     }
 

@@ -16,6 +16,9 @@ use super::{CellKind, Conn, Error, Result, SqlValue, bind_all, cell, on_conn, tr
 /// Where a statement runs.
 pub(crate) enum Run<'c> {
     Sqlx(Conn<'c>),
+    /// A writer's transaction through sqlx, which adds the rows each statement inserts,
+    /// updates or deletes to the count (see [`super::WriteTx::rows_written`]).
+    Counted(Conn<'c>, &'c mut u64),
     /// An SQLite connection called directly: the writer's (see [`super::WriteConn`]) or
     /// a reader's (see [`super::Readers`]).
     Direct(&'c Mutex<rusqlite::Connection>),
@@ -82,20 +85,41 @@ impl Statement {
     async fn run(self, run: Run<'_>, kinds: &[CellKind]) -> Result<(u64, Vec<Vec<SqlValue>>)> {
         match run {
             Run::Direct(conn) => direct(conn, &self.sql, &self.args, kinds),
-            Run::Sqlx(conn) => on_conn!(conn, c => {
-                let query = bind_all(sqlx::query(trusted(self.sql.into_owned())), self.args);
-                if kinds.is_empty() {
-                    Ok((query.execute(&mut *c).await?.rows_affected(), Vec::new()))
-                } else {
-                    let rows = query.fetch_all(&mut *c).await?;
-                    let rows = rows
-                        .iter()
-                        .map(|row| (0..kinds.len()).map(|i| cell(row, i, kinds[i])).collect())
-                        .collect::<Result<_>>()?;
-                    Ok((0, rows))
+            Run::Sqlx(conn) => self.sqlx(conn, kinds).await,
+            Run::Counted(conn, written) => {
+                let writes = self.writes();
+                let (changed, rows) = self.sqlx(conn, kinds).await?;
+                if writes {
+                    // A statement with RETURNING answers one row per row it changed.
+                    *written += changed.max(rows.len() as u64);
                 }
-            }),
+                Ok((changed, rows))
+            }
         }
+    }
+
+    async fn sqlx(self, conn: Conn<'_>, kinds: &[CellKind]) -> Result<(u64, Vec<Vec<SqlValue>>)> {
+        on_conn!(conn, c => {
+            let query = bind_all(sqlx::query(trusted(self.sql.into_owned())), self.args);
+            if kinds.is_empty() {
+                Ok((query.execute(&mut *c).await?.rows_affected(), Vec::new()))
+            } else {
+                let rows = query.fetch_all(&mut *c).await?;
+                let rows = rows
+                    .iter()
+                    .map(|row| (0..kinds.len()).map(|i| cell(row, i, kinds[i])).collect())
+                    .collect::<Result<_>>()?;
+                Ok((0, rows))
+            }
+        })
+    }
+
+    /// Whether it changes rows (its count of rows is then of rows changed, not read).
+    fn writes(&self) -> bool {
+        let verb = self.sql.trim_start().get(..6).unwrap_or_default();
+        ["INSERT", "UPDATE", "DELETE"]
+            .iter()
+            .any(|v| verb.eq_ignore_ascii_case(v))
     }
 }
 

@@ -355,3 +355,44 @@ both!(the_first_entry_installs_the_log, |app| {
         1
     );
 });
+
+both!(
+    a_user_switched_off_by_another_server_is_refused_at_once,
+    |app| {
+        // Two servers on one database: each has its own writer, and this one remembers the
+        // users who acted in its last batch while nobody else has written.
+        app.client("Smith").await;
+        let other = keeptrack::ledger::Ledger::start(app.db.clone())
+            .await
+            .unwrap();
+        other
+            .submit(
+                Context::user(app.owner).with_reason("Left the studio"),
+                Command::Update {
+                    kind: RecordKind::User,
+                    id: app.staff,
+                    fields: crate::helpers::fields(json!({"active": false})),
+                    expected_version: None,
+                },
+            )
+            .await
+            .unwrap();
+        let refused = app
+            .try_create(RecordKind::Client, json!({"last_name": "Jones"}))
+            .await;
+        assert!(
+            matches!(refused, Err(Error::NotPermitted(_))),
+            "{refused:?}"
+        );
+        // This server's own change is seen as well.
+        app.update_by(
+            app.owner,
+            RecordKind::User,
+            app.staff,
+            json!({"active": true}),
+        )
+        .await
+        .unwrap();
+        app.client("Brown").await;
+    }
+);
