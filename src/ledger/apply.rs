@@ -55,17 +55,22 @@ pub(super) struct State {
     pub last_ts: Timestamp,
     /// Appends add tree nodes; only the benchmark of what the tree costs turns this off.
     pub tree: bool,
-    /// Tree nodes appended in this batch, stored together before it commits (or before
-    /// anything reads the tree back).
+    /// Entries appended in this batch, stored together before it commits (or before
+    /// anything reads the log back): on PostgreSQL that saves a round trip per entry.
+    pub pending: Vec<audit_log::NewEntry>,
+    /// Tree nodes appended in this batch, stored likewise.
     pub unsaved: Vec<audit_log::Node>,
-    /// How many of `unsaved` a command that reads the tree back has stored already.
-    pub saved: usize,
+    /// How many of `pending` and of `unsaved` a command that reads the log or the tree
+    /// back has stored already.
+    pub saved: (usize, usize),
 }
 
-/// What undoing one command of a batch restores. A command only appends tree nodes, so
-/// the batch's nodes are cut back to their count rather than copied for every command.
+/// What undoing one command of a batch restores. A command only appends entries and
+/// tree nodes, so the batch's are cut back to their counts rather than copied for every
+/// command.
 pub(super) struct Mark {
     state: State,
+    pending: usize,
     unsaved: usize,
 }
 
@@ -121,43 +126,54 @@ impl State {
             alarm: None,
             last_ts,
             tree,
+            pending: Vec::new(),
             unsaved: Vec::new(),
-            saved: 0,
+            saved: (0, 0),
         })
     }
 
-    /// Stores the tree nodes appended since the last call.
-    pub async fn save_nodes(&mut self, tx: &mut WriteTx) -> Result<(), Error> {
-        if self.saved < self.unsaved.len() {
-            audit_log::insert_nodes(tx, &self.unsaved[self.saved..]).await?;
-            self.saved = self.unsaved.len();
+    /// Stores the entries and tree nodes appended since the last call.
+    pub async fn save(&mut self, tx: &mut WriteTx) -> Result<(), Error> {
+        let (entries, nodes) = self.saved;
+        if entries < self.pending.len() {
+            audit_log::append(tx, &self.pending[entries..]).await?;
         }
+        if nodes < self.unsaved.len() {
+            audit_log::insert_nodes(tx, &self.unsaved[nodes..]).await?;
+        }
+        self.saved = (self.pending.len(), self.unsaved.len());
         Ok(())
     }
 
-    /// The batch committed: its nodes are stored for good.
+    /// The batch committed: its entries and nodes are stored for good.
     pub fn committed(&mut self) {
+        self.pending.clear();
         self.unsaved.clear();
-        self.saved = 0;
+        self.saved = (0, 0);
     }
 
     /// The state to undo the next command to.
     pub fn mark(&mut self) -> Mark {
+        let pending = std::mem::take(&mut self.pending);
         let unsaved = std::mem::take(&mut self.unsaved);
         let state = self.clone();
-        self.unsaved = unsaved;
+        (self.pending, self.unsaved) = (pending, unsaved);
         Mark {
             state,
+            pending: self.pending.len(),
             unsaved: self.unsaved.len(),
         }
     }
 
-    /// Undoes a command whose writes were taken back: nodes it stored are gone with them.
+    /// Undoes a command whose writes were taken back: entries and nodes it stored are
+    /// gone with them.
     pub fn undo(&mut self, mark: Mark) {
+        let mut pending = std::mem::take(&mut self.pending);
         let mut unsaved = std::mem::take(&mut self.unsaved);
+        pending.truncate(mark.pending);
         unsaved.truncate(mark.unsaved);
         *self = mark.state;
-        self.unsaved = unsaved;
+        (self.pending, self.unsaved) = (pending, unsaved);
     }
 
     /// Writes the head: the log's size and its tree's root.
@@ -691,22 +707,18 @@ impl Run<'_> {
         };
         let bytes = entry.to_canonical_bytes();
         let hash = leaf_hash(&bytes);
-        audit_log::append(
-            self.tx,
-            &audit_log::NewEntry {
-                idx,
-                ts: entry.ts,
-                category: category.as_str(),
-                action: action.as_str(),
-                actor_kind: self.actor.kind.as_str(),
-                actor_id: self.actor.id,
-                record_type: rec.as_ref().map(|r| r.kind.as_str()),
-                record_id: rec.as_ref().map(|r| r.id),
-                bytes: &bytes,
-                leaf_hash: &hash,
-            },
-        )
-        .await?;
+        self.state.pending.push(audit_log::NewEntry {
+            idx,
+            ts: entry.ts,
+            category: category.as_str(),
+            action: action.as_str(),
+            actor_kind: self.actor.kind.as_str(),
+            actor_id: self.actor.id,
+            record_type: rec.as_ref().map(|r| r.kind.clone()),
+            record_id: rec.as_ref().map(|r| r.id),
+            bytes,
+            leaf_hash: hash,
+        });
         if self.state.tree {
             let nodes = self.state.frontier.push(hash);
             self.state.unsaved.extend(nodes);
@@ -1735,6 +1747,8 @@ impl Run<'_> {
         self.permit(Permission::new(Feature::AuditLogs, Level::Full))
             .await?;
         let refuse = |why: String| Error::Tampered(format!("refusing to archive: {why}"));
+        // What it cuts and copies is read back from the log.
+        self.state.save(self.tx).await?;
         let previous = audit_log::last_archive_run_for_write(self.tx).await?;
         let first = previous.as_ref().map_or(0, |r| r.to_idx);
         let cut = audit_log::first_at_or_after_for_write(self.tx, before.as_microsecond())
@@ -1786,7 +1800,7 @@ impl Run<'_> {
         let previous_size = previous.map(|r| r.tree_size as u64);
         let ids = archive::node_ids(first_u, end_u, tree_size, previous_size)
             .map_err(|e| refuse(e.to_string()))?;
-        self.state.save_nodes(self.tx).await?;
+        self.state.save(self.tx).await?;
         let nodes: BTreeMap<(u8, u64), [u8; 32]> = audit_log::nodes_for_write(self.tx, &ids)
             .await?
             .into_iter()
@@ -2196,37 +2210,52 @@ mod tests {
             alarm: None,
             last_ts: Timestamp::UNIX_EPOCH,
             tree: true,
+            pending: Vec::new(),
             unsaved: Vec::new(),
-            saved: 0,
+            saved: (0, 0),
         }
     }
 
     fn append(s: &mut State, byte: u8) {
+        s.pending.push(audit_log::NewEntry {
+            idx: s.next_idx,
+            ts: 0,
+            category: "system",
+            action: "test",
+            actor_kind: "system",
+            actor_id: None,
+            record_type: None,
+            record_id: None,
+            bytes: vec![byte],
+            leaf_hash: [byte; 32],
+        });
         let nodes = s.frontier.push([byte; 32]);
         s.unsaved.extend(nodes);
         s.next_idx += 1;
     }
 
     #[test]
-    fn undoing_a_command_restores_the_tree_and_the_nodes_it_stored() {
+    fn undoing_a_command_restores_the_tree_and_the_entries_and_nodes_it_stored() {
         let mut s = state();
         append(&mut s, 1);
         append(&mut s, 2);
         let (root, nodes) = (s.frontier.root(), s.unsaved.clone());
         let mark = s.mark();
         append(&mut s, 3);
-        // The command stored the batch's nodes (as archiving does) and then failed: its
-        // writes were taken back out of the database with them.
-        s.saved = s.unsaved.len();
+        // The command stored the batch's entries and nodes (as archiving does) and then
+        // failed: its writes were taken back out of the database with them.
+        s.saved = (s.pending.len(), s.unsaved.len());
         Arc::make_mut(&mut s.prefs).insert("k".into(), "v".into());
         s.undo(mark);
         assert_eq!(s.next_idx, 2);
         assert_eq!(s.frontier.root(), root);
         assert_eq!(s.unsaved, nodes);
-        assert_eq!(s.saved, 0, "the nodes it stored are to be stored again");
+        let kept: Vec<i64> = s.pending.iter().map(|e| e.idx).collect();
+        assert_eq!(kept, [0, 1]);
+        assert_eq!(s.saved, (0, 0), "what it stored is to be stored again");
         assert!(s.prefs.is_empty());
         append(&mut s, 3);
         s.committed();
-        assert!(s.unsaved.is_empty() && s.saved == 0);
+        assert!(s.pending.is_empty() && s.unsaved.is_empty() && s.saved == (0, 0));
     }
 }

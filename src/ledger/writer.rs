@@ -298,7 +298,7 @@ async fn attempt(
         settled.map_err(|e| Abort::Failed(e.into()))?;
     }
     let finished = async {
-        state.save_nodes(&mut tx).await?;
+        state.save(&mut tx).await?;
         if state.next_idx != start_size || state.rebuilt {
             state.save_head(&mut tx).await?;
         }

@@ -1,22 +1,42 @@
 //! The audit log's tables: entries (their canonical bytes plus indexed copies of a few
 //! fields for queries) and the head (size). Entries are only ever appended.
 
+use std::sync::LazyLock;
+
 use serde::Serialize;
 
 use super::{Db, Result, Run, SqlValue, WriteTx, bind_all, on_conn, statement, trusted};
 
 /// What the ledger appends: the bytes, their leaf hash, and the columns queries use.
-pub struct NewEntry<'a> {
+#[derive(Clone, Debug)]
+pub struct NewEntry {
     pub idx: i64,
     pub ts: i64,
-    pub category: &'a str,
-    pub action: &'a str,
-    pub actor_kind: &'a str,
+    pub category: &'static str,
+    pub action: &'static str,
+    pub actor_kind: &'static str,
     pub actor_id: Option<i64>,
-    pub record_type: Option<&'a str>,
+    pub record_type: Option<String>,
     pub record_id: Option<i64>,
-    pub bytes: &'a [u8],
-    pub leaf_hash: &'a [u8; 32],
+    pub bytes: Vec<u8>,
+    pub leaf_hash: [u8; 32],
+}
+
+impl NewEntry {
+    fn values(&self) -> [SqlValue; 10] {
+        [
+            self.idx.into(),
+            self.ts.into(),
+            self.category.into(),
+            self.action.into(),
+            self.actor_kind.into(),
+            self.actor_id.into(),
+            self.record_type.clone().into(),
+            self.record_id.into(),
+            self.bytes.clone().into(),
+            self.leaf_hash.as_slice().into(),
+        ]
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -42,24 +62,38 @@ pub async fn ts_for_write(tx: &mut WriteTx, idx: i64) -> Result<Option<i64>> {
         .map(|(ts,)| ts))
 }
 
-pub async fn append(tx: &mut WriteTx, e: &NewEntry<'_>) -> Result<()> {
-    let sql = "INSERT INTO audit_log (idx, ts, category, action, actor_kind, actor_id, \
-               record_type, record_id, entry, leaf_hash) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-    statement(sql)
-        .bind(e.idx)
-        .bind(e.ts)
-        .bind(e.category)
-        .bind(e.action)
-        .bind(e.actor_kind)
-        .bind(e.actor_id)
-        .bind(e.record_type)
-        .bind(e.record_id)
-        .bind(e.bytes)
-        .bind(e.leaf_hash.as_slice())
-        .execute(tx.run())
-        .await?;
+/// Stores a batch's entries. Through sqlx, several to a statement: on PostgreSQL every
+/// statement is a round trip. On the writer's own SQLite connection, one prepared
+/// statement per entry: a statement of many rows would be prepared anew for every size.
+pub async fn append(tx: &mut WriteTx, entries: &[NewEntry]) -> Result<()> {
+    const INSERT: &str = "INSERT INTO audit_log (idx, ts, category, action, actor_kind, \
+                          actor_id, record_type, record_id, entry, leaf_hash) VALUES ";
+    if tx.prepares_once() {
+        static ONE: LazyLock<String> = LazyLock::new(|| format!("{INSERT}{}", value_rows(1)));
+        for entry in entries {
+            let one = statement(ONE.as_str()).bind_all(entry.values());
+            one.execute(tx.run()).await?;
+        }
+        return Ok(());
+    }
+    for chunk in entries.chunks(100) {
+        statement(format!("{INSERT}{}", value_rows(chunk.len())))
+            .bind_all(chunk.iter().flat_map(NewEntry::values))
+            .execute(tx.run())
+            .await?;
+    }
     Ok(())
+}
+
+/// `n` rows of ten parameters each.
+fn value_rows(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let params: Vec<String> = (1..=10).map(|p| format!("${}", 10 * i + p)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    rows.join(", ")
 }
 
 /// The log's size as recorded in its head.

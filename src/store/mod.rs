@@ -429,6 +429,13 @@ impl WriteTx {
         self.undisturbed
     }
 
+    /// Whether its statements are prepared once and kept (the writer's own SQLite
+    /// connection), so that one statement text per size of a multi-row write would cost
+    /// more than the rows it saves.
+    pub(crate) fn prepares_once(&self) -> bool {
+        matches!(self.inner, TxInner::Direct(_))
+    }
+
     /// Where the transaction's statements run.
     pub(crate) fn run(&mut self) -> Run<'_> {
         match &mut self.inner {
