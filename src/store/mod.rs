@@ -284,7 +284,7 @@ pub struct WriteConn {
     /// SQLite's `data_version` when the last transaction began, which moves only when
     /// another connection commits; on PostgreSQL, the head's count of write
     /// transactions as this writer's last one left it.
-    seen: AtomicI64,
+    seen: Arc<AtomicI64>,
 }
 
 impl WriteConn {
@@ -309,14 +309,14 @@ impl WriteConn {
         conn.set_prepared_statement_cache_capacity(256);
         Ok(Self {
             direct: Some(Arc::new(Mutex::new(conn))),
-            seen: AtomicI64::new(i64::MIN),
+            seen: Arc::new(AtomicI64::new(i64::MIN)),
         })
     }
 
     fn pooled() -> Self {
         Self {
             direct: None,
-            seen: AtomicI64::new(i64::MIN),
+            seen: Arc::new(AtomicI64::new(i64::MIN)),
         }
     }
 
@@ -335,6 +335,9 @@ pub struct WriteTx {
     written: u64,
     /// The log's size, when taking the lock read it.
     head: Option<i64>,
+    /// The head's count of write transactions once this one commits (PostgreSQL), for
+    /// the writer's next transaction to compare with.
+    count: Option<(Arc<AtomicI64>, i64)>,
 }
 
 enum TxInner {
@@ -383,6 +386,7 @@ impl WriteTx {
     pub async fn begin(db: &Db, conn: &WriteConn, _seal: &crate::ledger::Seal) -> Result<Self> {
         let mut undisturbed = false;
         let mut head = None;
+        let mut count = None;
         let inner = match (db, &conn.direct) {
             (Db::Sqlite(_, _), Some(direct)) => {
                 let mut tx = DirectTx {
@@ -403,10 +407,11 @@ impl WriteTx {
                 )
                 .fetch_one(&mut *tx)
                 .await?;
-                // Should this transaction roll back, the next finds the count one short of
-                // `seen`, and takes itself to be disturbed: the safe way to be wrong.
-                undisturbed = conn.seen.swap(writes, Ordering::Relaxed) == writes - 1;
+                // Known again only once this one commits: after a rollback, the next
+                // takes itself to be disturbed, the safe way to be wrong.
+                undisturbed = conn.seen.swap(i64::MIN, Ordering::Relaxed) == writes - 1;
                 head = Some(size);
+                count = Some((conn.seen.clone(), writes));
                 TxInner::Postgres(tx)
             }
         };
@@ -415,6 +420,7 @@ impl WriteTx {
             undisturbed,
             written: 0,
             head,
+            count,
         })
     }
 
@@ -453,6 +459,9 @@ impl WriteTx {
                 t.exec("COMMIT")?;
                 t.open = false;
             }
+        }
+        if let Some((seen, writes)) = self.count {
+            seen.store(writes, Ordering::Relaxed);
         }
         Ok(())
     }
