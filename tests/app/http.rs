@@ -711,11 +711,22 @@ both!(records_read_as_json, |app| {
     assert!(r.body["created_at"].as_str().unwrap().ends_with('Z'));
     let r = api.get(&format!("/api/v1/users/{}", app.owner)).await;
     assert!(r.body.get("password_hash").is_none());
-    for path in ["/api/v1/clients/999999", "/api/v1/spaceships/1"] {
+    for path in [
+        "/api/v1/clients/999999",
+        "/api/v1/spaceships/1",
+        "/api/v1/clients/999999/history",
+    ] {
         let r = api.get(path).await;
         assert_eq!(r.status, 404, "{path}");
         assert_eq!(r.headers["content-type"], "application/problem+json");
     }
+    // A page past the start of a record's history is empty, not a 404.
+    let last = format!("/api/v1/clients/{}/history?limit=1&cursor=0.0.0", client.id);
+    let r = api.get(&last).await;
+    assert_eq!(
+        (r.status, r.body["items"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
     let invoice = app.invoice(client.id).await;
     let r = api.get(&format!("/api/v1/invoices/{}", invoice.id)).await;
     assert_eq!(r.body["totals"]["total_cents"], 5000);
