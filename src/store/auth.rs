@@ -46,11 +46,6 @@ pub struct NewSession<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-pub async fn session(db: &Db, id_hash: &str) -> Result<Option<SessionRow>> {
-    let mut conn = db.reader().await?;
-    session_in(conn.run(), id_hash).await
-}
-
 const SESSION_COLUMNS: &str = "user_id, csrf_token, created_at, last_seen_at, expires_at, ended_at";
 
 type SessionCells = (i64, String, i64, i64, i64, Option<i64>);
@@ -101,11 +96,6 @@ async fn token_where(run: Run<'_>, column: &str, value: SqlValue) -> Result<Opti
     let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE {column} = $1");
     let row: Option<TokenCells> = statement(sql).bind(value).fetch_optional(run).await?;
     Ok(row.map(TokenRow::from_cells))
-}
-
-pub async fn token(db: &Db, hash: &str) -> Result<Option<TokenRow>> {
-    let mut conn = db.reader().await?;
-    token_where(conn.run(), "token_hash", hash.into()).await
 }
 
 /// A token with its user and the user's group: everything a bearer request is checked
