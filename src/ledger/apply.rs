@@ -545,7 +545,7 @@ async fn resolve_actor(
 /// permission taken away holds from the next command.
 async fn active_member(tx: &mut WriteTx, id: i64) -> Result<records::Member, Error> {
     match records::member_for_write(tx, id).await? {
-        Some(m) if !m.user.is_deleted() && m.user.fields["active"] == Value::Bool(true) => Ok(m),
+        Some(m) if m.active() => Ok(m),
         _ => Err(Error::NotPermitted(format!(
             "user {id} is not an active user"
         ))),

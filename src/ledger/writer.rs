@@ -203,7 +203,6 @@ async fn attempt(
     let mut tx = WriteTx::begin(db, conn, seal)
         .await
         .map_err(|e| Abort::Failed(e.into()))?;
-    let savepoints = savepoints || tx.rows_written().is_none();
     // Before signing, the tree is read back as stored: a node changed behind the writer's
     // back then shows as a root other than the one it left, and nothing is signed. (Plain
     // writes extend the writer's own frontier; what they would miss, verify finds.)
@@ -287,7 +286,7 @@ async fn attempt(
             (Err(e), false) => {
                 // Nothing to undo in the database only if the command was refused and
                 // wrote nothing before that.
-                if e.is_storage() || written.is_none() || tx.rows_written() != written {
+                if e.is_storage() || tx.rows_written() != written {
                     return Err(Abort::Retry);
                 }
                 state.undo(mark);

@@ -117,10 +117,9 @@ pub async fn session_member(db: &Db, id_hash: &str) -> Result<Option<(SessionRow
 
 /// Reads `columns` of the row of `table` whose `key` is `$1`, then its user's [`Member`].
 fn member_sql(columns: &str, table: &str, key: &str) -> String {
-    let lead: Vec<String> = columns.split(", ").map(|c| format!("x.{c}")).collect();
     format!(
         "SELECT {}, {} FROM {table} x JOIN users u ON u.id = x.user_id {} WHERE x.{key} = $1",
-        lead.join(", "),
+        super::records::qualified(columns, "x"),
         Member::columns(),
         Member::JOIN
     )

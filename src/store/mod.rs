@@ -466,17 +466,17 @@ impl WriteTx {
         Ok(())
     }
 
-    /// How many rows the transaction's statements have inserted, updated or deleted so
-    /// far, while it is still open: on the writer's own SQLite connection, SQLite's count
-    /// (triggers included); through sqlx, the rows each write statement reported. A
-    /// command that failed without moving it wrote nothing.
-    pub fn rows_written(&self) -> Option<u64> {
+    /// A count of the rows the transaction's statements have inserted, updated or
+    /// deleted: on the writer's own SQLite connection, SQLite's running count (triggers
+    /// included); through sqlx, the rows each write statement reported. A command that
+    /// failed without moving it wrote nothing.
+    pub fn rows_written(&self) -> u64 {
         match &self.inner {
             TxInner::Direct(t) => {
                 let conn = t.conn.lock().unwrap_or_else(PoisonError::into_inner);
-                (!conn.is_autocommit()).then(|| conn.total_changes())
+                conn.total_changes()
             }
-            TxInner::Sqlite(_) | TxInner::Postgres(_) => Some(self.written),
+            TxInner::Sqlite(_) | TxInner::Postgres(_) => self.written,
         }
     }
 

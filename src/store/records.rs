@@ -542,20 +542,19 @@ impl Member {
         )
     }
 
+    /// Whether the user may act at all: not deleted, and active.
+    pub fn active(&self) -> bool {
+        !self.user.is_deleted() && self.user.fields["active"] == Value::Bool(true)
+    }
+
     /// The select list for `users u` joined by [`Member::JOIN`]: the user's columns, then
     /// the group's.
     pub(crate) fn columns() -> &'static str {
         static COLUMNS: LazyLock<String> = LazyLock::new(|| {
-            let of = |kind, alias: &str| {
-                let cols: Vec<String> = (columns(kind).split(", "))
-                    .map(|c| format!("{alias}.{c}"))
-                    .collect();
-                cols.join(", ")
-            };
             format!(
                 "{}, {}",
-                of(RecordKind::User, "u"),
-                of(RecordKind::SecurityGroup, "g")
+                qualified(columns(RecordKind::User), "u"),
+                qualified(columns(RecordKind::SecurityGroup), "g")
             )
         });
         &COLUMNS
@@ -584,6 +583,14 @@ impl Member {
             group,
         })
     }
+}
+
+/// A column list (`a, b`) as columns of the table aliased `alias` (`x.a, x.b`).
+pub(crate) fn qualified(columns: &str, alias: &str) -> String {
+    let cols: Vec<String> = (columns.split(", "))
+        .map(|c| format!("{alias}.{c}"))
+        .collect();
+    cols.join(", ")
 }
 
 /// A user and their group, deleted or not.

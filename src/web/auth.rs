@@ -288,8 +288,7 @@ impl FromRequestParts<AppState> for Caller {
                     .into(),
             ));
         };
-        let user = &member.user;
-        if user.is_deleted() || user.fields["active"] != Value::Bool(true) {
+        if !member.active() {
             return Err(ApiError::Unauthenticated(
                 "This account is not active.".into(),
             ));
