@@ -1649,7 +1649,10 @@ impl Run<'_> {
             });
         }
         if text == old {
-            return Ok(unchanged(record));
+            return Ok(Outcome {
+                notes_revision: Some(current),
+                ..unchanged(record)
+            });
         }
         if !note::only_appends(&old, &text) {
             self.permit(Permission::capability(Feature::ClientNotes))

@@ -277,7 +277,7 @@ pub struct Outcome {
     pub changed: bool,
     /// The audit entry's index, when the change was logged.
     pub audit_index: Option<i64>,
-    /// The notes revision a notes save made.
+    /// The latest notes revision after a notes save: the one it made, or the one it matched.
     pub notes_revision: Option<i64>,
     /// The signed note a checkpoint made.
     pub checkpoint: Option<String>,

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::domain::{
     field::{Access, FieldError, FieldType},
+    note,
     permission::Level,
     record::RecordKind,
 };
@@ -505,12 +506,16 @@ pub async fn notes(
     caller
         .require_kind(&state, kind, Level::View, Some(id))
         .await?;
-    load(&state, kind, id).await?;
+    // Records are never removed, so only a record without notes may be one that does
+    // not exist.
     let latest = store::notes::latest(state.ledger.db(), kind, id).await?;
     Ok(Json(match latest {
         Some(r) => json!({"revision": r.revision, "text": r.text, "author": r.author,
                           "ts": super::instant(r.ts)}),
-        None => json!({"revision": 0, "text": ""}),
+        None => {
+            load(&state, kind, id).await?;
+            json!({"revision": 0, "text": ""})
+        }
     }))
 }
 
@@ -545,6 +550,8 @@ pub async fn save_notes(
         }
     };
     no_fields(&body)?;
+    // The text as the ledger stores it, once it accepts it: the answer needs no read.
+    let saved = note::check(&text).unwrap_or_default();
     let command = Command::SaveNotes {
         kind,
         id,
@@ -552,10 +559,9 @@ pub async fn save_notes(
         base_revision,
     };
     let out = submit(&state, &caller, ctx, kind, Some(id), command).await?;
-    let latest = store::notes::latest(state.ledger.db(), kind, id).await?;
     Ok(Json(json!({
-        "revision": out.notes_revision.or(latest.as_ref().map(|r| r.revision)).unwrap_or(0),
-        "text": latest.map(|r| r.text).unwrap_or_default(),
+        "revision": out.notes_revision.unwrap_or(0),
+        "text": saved,
         "changed": out.changed,
     })))
 }

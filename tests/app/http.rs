@@ -732,3 +732,53 @@ both!(records_read_as_json, |app| {
     assert_eq!(r.body["totals"]["total_cents"], 5000);
     let _ = RecordKind::Invoice;
 });
+
+both!(notes_read_and_save_over_http, |app| {
+    let api = Api::new(&app).with_token("owner").await;
+    let client = app.client("Smith").await;
+    let path = format!("/api/v1/clients/{}/notes", client.id);
+    let r = api.get(&path).await;
+    assert_eq!(
+        (r.status, &r.body),
+        (200, &json!({"revision": 0, "text": ""}))
+    );
+    assert_eq!(api.get("/api/v1/clients/999999/notes").await.status, 404);
+
+    // The answer is the text as stored: Windows line ends become plain ones.
+    let save = |text: &str, base: i64| {
+        let api = api.clone();
+        let path = path.clone();
+        let body = json!({"text": text, "base_revision": base});
+        async move { api.send("PUT", &path, Some(body)).await }
+    };
+    let r = save("Prefers mornings\r\nBring the dog", 0).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body,
+        json!({"revision": 1, "text": "Prefers mornings\nBring the dog", "changed": true})
+    );
+    let r = api.get(&path).await;
+    assert_eq!(
+        (&r.body["revision"], &r.body["text"]),
+        (&json!(1), &json!("Prefers mornings\nBring the dog"))
+    );
+    assert_eq!(r.body["author"]["initials"], "OO");
+
+    // Saving the same text again changes nothing and names the revision it matched.
+    let r = save("Prefers mornings\nBring the dog", 1).await;
+    assert_eq!(
+        r.body,
+        json!({"revision": 1, "text": "Prefers mornings\nBring the dog", "changed": false})
+    );
+
+    // A save from a stale revision gets the colleague's text back, not an overwrite.
+    let r = save("Prefers evenings", 0).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.body["current"]["revision"], 1);
+    assert_eq!(r.body["current"]["text"], "Prefers mornings\nBring the dog");
+    let r = save("Prefers mornings\nBring the dog\nBlue backdrop", 1).await;
+    assert_eq!(
+        (r.body["revision"].clone(), r.body["changed"].clone()),
+        (json!(2), json!(true))
+    );
+});
