@@ -1615,16 +1615,8 @@ impl Run<'_> {
         id: i64,
         line: &str,
     ) -> Result<i64, Error> {
-        let latest = notes::latest_for_write(self.tx, kind, id).await?;
-        let (revision, old) = latest.map_or((0, String::new()), |r| (r.revision, r.text));
-        let revision = notes::Revision {
-            revision: revision + 1,
-            ts: self.micros(),
-            author: self.author(),
-            text: note::append_line(&old, line),
-        };
-        notes::insert_revision(self.tx, kind, id, &revision).await?;
-        Ok(revision.revision)
+        let author = self.author();
+        Ok(notes::append_line(self.tx, kind, id, self.micros(), &author, line).await?)
     }
 
     async fn save_notes(

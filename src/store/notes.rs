@@ -140,6 +140,43 @@ pub async fn insert_revision(
     Ok(())
 }
 
+/// Appends a line to a record's notes as a new revision, in one statement: the latest
+/// revision is read and the next written together, which on PostgreSQL saves a round
+/// trip for every change whose reason is stamped into the notes. The text follows
+/// [`crate::domain::note::append_line`]: the line alone on empty notes, else on a line of
+/// its own. Returns the new revision.
+pub async fn append_line(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    id: i64,
+    ts: i64,
+    author: &Author,
+    line: &str,
+) -> Result<i64> {
+    let sql = "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
+               author_id, author_initials, author_name, body) \
+               SELECT $1, $2, COALESCE(l.revision, 0) + 1, $3, $4, $5, $6, $7, \
+               CASE WHEN l.body IS NULL OR l.body = '' THEN $8 \
+               WHEN substr(l.body, length(l.body), 1) = $9 THEN l.body || $8 \
+               ELSE l.body || $9 || $8 END \
+               FROM (SELECT 1 AS one) AS o LEFT JOIN \
+               (SELECT revision, body FROM note_revisions WHERE record_type = $1 AND record_id = $2 \
+               ORDER BY revision DESC LIMIT 1) AS l ON 1 = 1 \
+               RETURNING revision";
+    statement(sql)
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(ts)
+        .bind(author.kind.as_str())
+        .bind(author.id)
+        .bind(author.initials.as_str())
+        .bind(author.name.as_str())
+        .bind(line)
+        .bind("\n")
+        .scalar(tx.run())
+        .await
+}
+
 pub async fn insert_status_note(
     tx: &mut WriteTx,
     kind: RecordKind,

@@ -2,7 +2,7 @@
 //! the record's notes as a stamped line.
 
 use keeptrack::{
-    domain::record::RecordKind,
+    domain::{note, record::RecordKind},
     ledger::{Command, Context, Error},
     store,
 };
@@ -188,4 +188,48 @@ both!(price_date_and_payment_overrides_need_reasons, |app| {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::ReasonRequired { .. }), "{err}");
+});
+
+both!(a_stamped_reason_goes_on_a_line_of_its_own, |app| {
+    // Empty notes, notes without a final line end, notes with one: the stamp is the
+    // notes, or follows on a new line, never after a blank one.
+    for (i, old) in ["", "Prefers email.", "Prefers email.\n"]
+        .into_iter()
+        .enumerate()
+    {
+        let client = app.client(&format!("Smith{i}")).await;
+        if !old.is_empty() {
+            app.submit(
+                Context::user(app.staff),
+                Command::SaveNotes {
+                    kind: RecordKind::Client,
+                    id: client.id,
+                    text: old.into(),
+                    base_revision: 0,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        app.submit(
+            Context::user(app.manager).with_reason("Requested by the client"),
+            email(client.id, &format!("new{i}@x.com")),
+        )
+        .await
+        .unwrap();
+        let notes = store::notes::latest(&app.db, RecordKind::Client, client.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let line = notes.text.rsplit('\n').next().unwrap();
+        assert!(line.ends_with("Reason: Requested by the client"), "{line}");
+        let expected = match old {
+            "" => line.to_owned(),
+            _ => format!("Prefers email.\n{line}"),
+        };
+        assert_eq!(notes.text, expected);
+        assert_eq!(notes.text, note::append_line(old, line));
+        assert_eq!(notes.revision, if old.is_empty() { 1 } else { 2 });
+        assert_eq!(notes.author.initials, "MKH");
+    }
 });
