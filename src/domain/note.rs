@@ -35,7 +35,9 @@ pub fn only_appends(old: &str, new: &str) -> bool {
     new.starts_with(old)
 }
 
-/// `old` followed by `line` on a line of its own.
+/// `old` followed by `line` on a line of its own. The ledger appends in SQL
+/// (`store::notes::append_line`, one statement); this is the rule it follows, and the
+/// tests hold it to.
 pub fn append_line(old: &str, line: &str) -> String {
     if old.is_empty() {
         line.to_owned()
