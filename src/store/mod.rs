@@ -53,7 +53,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A pooled connection idle this long is pinged before use, so one the database dropped
 /// meanwhile (a restart, an idle timeout) is replaced instead of failing a request.
-const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// sqlx pings every connection it hands out by default: on PostgreSQL a round trip
 /// before every read and every write transaction, which under load doubled the trips

@@ -20,6 +20,7 @@ mod ledger_rules;
 mod notes;
 mod pg_role;
 mod reasons;
+mod reconnect;
 mod replay;
 mod split_view;
 mod status_notes;
