@@ -145,6 +145,25 @@ impl State {
         Ok(())
     }
 
+    /// Stores what the batch has not stored yet and, when the head `moved`, the head:
+    /// on PostgreSQL in one statement (see [`audit_log::store_batch`]).
+    pub async fn finish(&mut self, tx: &mut WriteTx, moved: bool) -> Result<(), Error> {
+        if !moved {
+            return self.save(tx).await;
+        }
+        let (entries, nodes) = self.saved;
+        audit_log::store_batch(
+            tx,
+            &self.pending[entries..],
+            &self.unsaved[nodes..],
+            self.next_idx,
+            &self.frontier.root(),
+        )
+        .await?;
+        self.saved = (self.pending.len(), self.unsaved.len());
+        Ok(())
+    }
+
     /// The batch committed: its entries and nodes are stored for good.
     pub fn committed(&mut self) {
         self.pending.clear();
@@ -174,12 +193,6 @@ impl State {
         unsaved.truncate(mark.unsaved);
         *self = mark.state;
         (self.pending, self.unsaved) = (pending, unsaved);
-    }
-
-    /// Writes the head: the log's size and its tree's root.
-    pub async fn save_head(&self, tx: &mut WriteTx) -> Result<(), Error> {
-        audit_log::set_head(tx, self.next_idx, &self.frontier.root()).await?;
-        Ok(())
     }
 
     fn logging(&self, category: Category) -> bool {

@@ -297,10 +297,8 @@ async fn attempt(
         settled.map_err(|e| Abort::Failed(e.into()))?;
     }
     let finished = async {
-        state.save(&mut tx).await?;
-        if state.next_idx != start_size || state.rebuilt {
-            state.save_head(&mut tx).await?;
-        }
+        let moved = state.next_idx != start_size || state.rebuilt;
+        state.finish(&mut tx, moved).await?;
         tx.commit().await.map_err(Error::from)
     }
     .await;

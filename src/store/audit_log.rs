@@ -62,14 +62,16 @@ pub async fn ts_for_write(tx: &mut WriteTx, idx: i64) -> Result<Option<i64>> {
         .map(|(ts,)| ts))
 }
 
+const INSERT_ENTRIES: &str = "INSERT INTO audit_log (idx, ts, category, action, actor_kind, \
+                              actor_id, record_type, record_id, entry, leaf_hash) VALUES ";
+
 /// Stores a batch's entries. Through sqlx, several to a statement: on PostgreSQL every
 /// statement is a round trip. On the writer's own SQLite connection, one prepared
 /// statement per entry: a statement of many rows would be prepared anew for every size.
 pub async fn append(tx: &mut WriteTx, entries: &[NewEntry]) -> Result<()> {
-    const INSERT: &str = "INSERT INTO audit_log (idx, ts, category, action, actor_kind, \
-                          actor_id, record_type, record_id, entry, leaf_hash) VALUES ";
     if tx.prepares_once() {
-        static ONE: LazyLock<String> = LazyLock::new(|| format!("{INSERT}{}", value_rows(1)));
+        static ONE: LazyLock<String> =
+            LazyLock::new(|| format!("{INSERT_ENTRIES}{}", value_rows(1)));
         for entry in entries {
             let one = statement(ONE.as_str()).bind_all(entry.values());
             one.execute(tx.run()).await?;
@@ -77,7 +79,7 @@ pub async fn append(tx: &mut WriteTx, entries: &[NewEntry]) -> Result<()> {
         return Ok(());
     }
     for chunk in entries.chunks(100) {
-        statement(format!("{INSERT}{}", value_rows(chunk.len())))
+        statement(format!("{INSERT_ENTRIES}{}", value_rows(chunk.len())))
             .bind_all(chunk.iter().flat_map(NewEntry::values))
             .execute(tx.run())
             .await?;
@@ -87,9 +89,16 @@ pub async fn append(tx: &mut WriteTx, entries: &[NewEntry]) -> Result<()> {
 
 /// `n` rows of ten parameters each.
 fn value_rows(n: usize) -> String {
+    rows_of(n, 10, 0)
+}
+
+/// `n` rows of `width` parameters each, numbered after the first `skip`.
+fn rows_of(n: usize, width: usize, skip: usize) -> String {
     let rows: Vec<String> = (0..n)
         .map(|i| {
-            let params: Vec<String> = (1..=10).map(|p| format!("${}", 10 * i + p)).collect();
+            let params: Vec<String> = (1..=width)
+                .map(|p| format!("${}", skip + width * i + p))
+                .collect();
             format!("({})", params.join(", "))
         })
         .collect();
@@ -237,33 +246,96 @@ pub async fn nodes_for_write(tx: &mut WriteTx, ids: &[(u8, u64)]) -> Result<Vec<
     nodes_in(tx.run(), ids).await
 }
 
-/// Stores the nodes appends completed above the leaves (a leaf is its entry's own
-/// `leaf_hash`, so level 0 is left out).
-pub async fn insert_nodes(tx: &mut WriteTx, nodes: &[Node]) -> Result<()> {
-    let nodes: Vec<Node> = nodes
+/// The nodes appends completed above the leaves (a leaf is its entry's own
+/// `leaf_hash`, so level 0 is not stored).
+fn upper(nodes: &[Node]) -> Vec<Node> {
+    nodes
         .iter()
         .filter(|(level, ..)| *level > 0)
         .copied()
-        .collect();
+        .collect()
+}
+
+fn node_values(nodes: &[Node]) -> impl Iterator<Item = SqlValue> + '_ {
+    nodes.iter().flat_map(|(level, idx, hash)| {
+        [
+            SqlValue::Int(Some(i64::from(*level))),
+            SqlValue::Int(Some(i64::try_from(*idx).unwrap_or(i64::MAX))),
+            SqlValue::Bytes(Some(hash.to_vec())),
+        ]
+    })
+}
+
+const INSERT_NODES: &str = "INSERT INTO audit_tree (level, idx, hash) VALUES ";
+
+/// Stores the nodes appends completed above the leaves.
+pub async fn insert_nodes(tx: &mut WriteTx, nodes: &[Node]) -> Result<()> {
     // One statement for a batch's nodes (an append completes one on average): each
     // statement costs a round trip on PostgreSQL, and appends are every audited write.
-    for chunk in nodes.chunks(300) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-            .collect();
-        let sql = format!(
-            "INSERT INTO audit_tree (level, idx, hash) VALUES {}",
-            rows.join(", ")
-        );
-        let values = chunk.iter().flat_map(|(level, idx, hash)| {
-            [
-                SqlValue::Int(Some(i64::from(*level))),
-                SqlValue::Int(Some(i64::try_from(*idx).unwrap_or(i64::MAX))),
-                SqlValue::Bytes(Some(hash.to_vec())),
-            ]
-        });
-        statement(sql).bind_all(values).execute(tx.run()).await?;
+    for chunk in upper(nodes).chunks(300) {
+        statement(format!("{INSERT_NODES}{}", rows_of(chunk.len(), 3, 0)))
+            .bind_all(node_values(chunk))
+            .execute(tx.run())
+            .await?;
     }
+    Ok(())
+}
+
+/// The most entries a batch stores in one statement with its nodes and head.
+const TOGETHER_UP_TO: usize = 8;
+
+/// Stores a batch's entries and tree nodes and moves the head to `(size, root)`.
+///
+/// On PostgreSQL a small batch does it in one statement (a data-modifying `WITH`): each
+/// statement is a round trip there, and an audited write alone in its batch would
+/// otherwise pay three more than a bare one. Its text depends on both counts, so a
+/// large batch, whose round trips are shared by many writes anyway, keeps a statement
+/// per table: their combinations would have every batch prepare a statement anew.
+/// It runs after the batch's commands, when the count of rows written no longer
+/// decides anything.
+pub async fn store_batch(
+    tx: &mut WriteTx,
+    entries: &[NewEntry],
+    nodes: &[Node],
+    size: i64,
+    root: &[u8; 32],
+) -> Result<()> {
+    let nodes = upper(nodes);
+    if !tx.writes_tables_together() || entries.len() > TOGETHER_UP_TO {
+        append(tx, entries).await?;
+        insert_nodes(tx, &nodes).await?;
+        return set_head(tx, size, root).await;
+    }
+    let mut parts = Vec::new();
+    if !entries.is_empty() {
+        parts.push(format!(
+            "e AS ({INSERT_ENTRIES}{})",
+            rows_of(entries.len(), 10, 0)
+        ));
+    }
+    if !nodes.is_empty() {
+        parts.push(format!(
+            "n AS ({INSERT_NODES}{})",
+            rows_of(nodes.len(), 3, 10 * entries.len())
+        ));
+    }
+    let head = 10 * entries.len() + 3 * nodes.len();
+    let update = format!(
+        "UPDATE log_head SET size = ${}, root = ${} WHERE id = 1",
+        head + 1,
+        head + 2
+    );
+    let sql = match parts.is_empty() {
+        true => update,
+        false => format!("WITH {} {update}", parts.join(", ")),
+    };
+    statement(sql)
+        .bind_all(entries.iter().flat_map(NewEntry::values))
+        .bind_all(node_values(&nodes))
+        .bind(size)
+        .bind(root.as_slice())
+        .execute(tx.run())
+        .await?;
     Ok(())
 }
 

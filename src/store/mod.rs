@@ -465,6 +465,12 @@ impl WriteTx {
         matches!(self.inner, TxInner::Direct(_))
     }
 
+    /// Whether one statement may write to several tables (PostgreSQL's data-modifying
+    /// `WITH`; SQLite has none).
+    pub(crate) fn writes_tables_together(&self) -> bool {
+        matches!(self.inner, TxInner::Postgres(_))
+    }
+
     /// Where the transaction's statements run.
     pub(crate) fn run(&mut self) -> Run<'_> {
         match &mut self.inner {
