@@ -1656,6 +1656,7 @@ impl Run<'_> {
         if text == old {
             return Ok(Outcome {
                 notes_revision: Some(current),
+                notes_text: Some(text),
                 ..unchanged(record)
             });
         }
@@ -1697,6 +1698,7 @@ impl Run<'_> {
             changed: true,
             audit_index,
             notes_revision: Some(revision.revision),
+            notes_text: Some(revision.text),
             ..Default::default()
         })
     }

@@ -279,6 +279,8 @@ pub struct Outcome {
     pub audit_index: Option<i64>,
     /// The latest notes revision after a notes save: the one it made, or the one it matched.
     pub notes_revision: Option<i64>,
+    /// The notes' text after a notes save, as stored (line ends normalised).
+    pub notes_text: Option<String>,
     /// The signed note a checkpoint made.
     pub checkpoint: Option<String>,
     /// What an archive run moved, and where.

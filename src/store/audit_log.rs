@@ -71,7 +71,7 @@ const INSERT_ENTRIES: &str = "INSERT INTO audit_log (idx, ts, category, action, 
 pub async fn append(tx: &mut WriteTx, entries: &[NewEntry]) -> Result<()> {
     if tx.prepares_once() {
         static ONE: LazyLock<String> =
-            LazyLock::new(|| format!("{INSERT_ENTRIES}{}", value_rows(1)));
+            LazyLock::new(|| format!("{INSERT_ENTRIES}{}", rows_of(1, 10, 0)));
         for entry in entries {
             let one = statement(ONE.as_str()).bind_all(entry.values());
             one.execute(tx.run()).await?;
@@ -79,17 +79,12 @@ pub async fn append(tx: &mut WriteTx, entries: &[NewEntry]) -> Result<()> {
         return Ok(());
     }
     for chunk in entries.chunks(100) {
-        statement(format!("{INSERT_ENTRIES}{}", value_rows(chunk.len())))
+        statement(format!("{INSERT_ENTRIES}{}", rows_of(chunk.len(), 10, 0)))
             .bind_all(chunk.iter().flat_map(NewEntry::values))
             .execute(tx.run())
             .await?;
     }
     Ok(())
-}
-
-/// `n` rows of ten parameters each.
-fn value_rows(n: usize) -> String {
-    rows_of(n, 10, 0)
 }
 
 /// `n` rows of `width` parameters each, numbered after the first `skip`.

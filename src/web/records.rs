@@ -21,7 +21,6 @@ use super::{
 };
 use crate::domain::{
     field::{Access, FieldError, FieldType},
-    note,
     permission::Level,
     record::RecordKind,
 };
@@ -550,8 +549,6 @@ pub async fn save_notes(
         }
     };
     no_fields(&body)?;
-    // The text as the ledger stores it, once it accepts it: the answer needs no read.
-    let saved = note::check(&text).unwrap_or_default();
     let command = Command::SaveNotes {
         kind,
         id,
@@ -561,7 +558,7 @@ pub async fn save_notes(
     let out = submit(&state, &caller, ctx, kind, Some(id), command).await?;
     Ok(Json(json!({
         "revision": out.notes_revision.unwrap_or(0),
-        "text": saved,
+        "text": out.notes_text.unwrap_or_default(),
         "changed": out.changed,
     })))
 }
