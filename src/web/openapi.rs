@@ -356,7 +356,7 @@ pub fn document() -> Value {
             format!("{one}/notes"),
             json!({"parameters": [path_param("id")],
                    "get": op("The notes (latest revision)", 200, obj.clone(), &AUTHED),
-                   "put": with_body(op("Save the notes as a new revision", 200, obj.clone(), &CHANGE),
+                   "put": with_body(op("Save the notes as a new revision; answers with the revision and the text as stored (Windows line ends made plain), `changed` false when the text matched the latest revision", 200, obj.clone(), &CHANGE),
                      json!({"type": "object", "required": ["text", "base_revision"],
                             "properties": {"text": {"type": "string"}, "base_revision": {"type": "integer", "minimum": 0},
                                            "reason": {"$ref": "#/components/schemas/Reason"},
