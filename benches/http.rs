@@ -1434,7 +1434,12 @@ async fn run_workloads(b: &Bench<'_>, rng: &mut Rng) -> Result<Vec<Row>> {
         let before = limit_db.measure(w, s, k, rng).await?;
         let first = rows.len();
         for &c in &k.connections {
+            let (batches, commands) = s.ledger.batch_stats();
             let load = run_load(b.spec(w, c, k.warmup, k.seconds, rng.next_u64())).await?;
+            let (batches, commands) = {
+                let (b, c) = s.ledger.batch_stats();
+                (b - batches, c - commands)
+            };
             let st = Stats::new(&load.latencies);
             let mut extra = String::new();
             if w == Workload::W2 {
@@ -1443,6 +1448,13 @@ async fn run_workloads(b: &Bench<'_>, rng: &mut Rng) -> Result<Vec<Row>> {
                     load.requests as f64 / load.secs,
                     load.conflicts
                 );
+            }
+            if batches > 0 && matches!(w, Workload::W1 | Workload::W2) {
+                // Warm-up included: the ledger counts from start to finish.
+                extra.push_str(&format!(
+                    " ({:.1} commands per commit)",
+                    commands as f64 / batches as f64
+                ));
             }
             if load.pages > 0 {
                 extra = format!(
