@@ -87,28 +87,27 @@ pub async fn timeline(
         Some(s) => Some(parse_cursor(s).ok_or_else(|| store::Error::Corrupt("bad cursor".into()))?),
         None => None,
     };
-    let mut items = Vec::new();
-    let filter = audit_log::Filter {
-        record_type: Some(kind.as_str().to_owned()),
-        record_id: Some(id),
-        before: bound(2, c),
-        limit: limit + 1,
-        ..Default::default()
+    let bounds = store::history::Bounds {
+        entries: bound(2, c),
+        status_notes: bound(1, c),
+        revisions: bound(0, c),
     };
-    for row in audit_log::query(db, &filter).await? {
+    // One more than the page needs: a revision's change is against the one before it.
+    let page = store::history::page(db, kind, id, bounds, limit + 1, limit + 2).await?;
+    let mut items = Vec::new();
+    for row in page.entries {
         items.push(Item::Audit {
             ts: row.ts,
             index: row.idx,
             entry: super::raw_entry(row)?,
         });
     }
-    for n in notes::status_notes(db, kind, id, bound(1, c), limit + 1).await? {
+    for n in page.status_notes {
         items.push(Item::StatusNote { ts: n.ts, note: n });
     }
-    // One more than the page needs: a revision's change is against the one before it.
-    let revisions = notes::revisions(db, kind, id, bound(0, c), limit + 2).await?;
-    let page = usize::try_from(limit + 1).unwrap_or(usize::MAX);
-    for (i, r) in revisions.iter().enumerate().take(page) {
+    let revisions = page.revisions;
+    let take = usize::try_from(limit + 1).unwrap_or(usize::MAX);
+    for (i, r) in revisions.iter().enumerate().take(take) {
         let old = revisions.get(i + 1).map_or("", |p| p.text.as_str());
         items.push(Item::Notes {
             ts: r.ts,

@@ -4,6 +4,7 @@
 
 pub mod audit_log;
 pub mod auth;
+pub mod history;
 pub mod lists;
 pub mod log_reader;
 pub mod notes;

@@ -1,0 +1,122 @@
+//! A page of a record's history read in one statement: its audit entries, status notes
+//! and notes revisions, each source newest first, for `audit::history` to merge.
+
+use super::{
+    Db, Result, SqlValue,
+    audit_log::StoredEntry,
+    notes::{Author, Revision, StatusNote},
+    statement,
+};
+use crate::domain::record::RecordKind;
+
+/// Where each source's page starts: only rows before its keyset (from the newest when
+/// none).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bounds {
+    /// `(ts, idx)`.
+    pub entries: Option<(i64, i64)>,
+    /// `(ts, id)`.
+    pub status_notes: Option<(i64, i64)>,
+    /// `(ts, revision)`.
+    pub revisions: Option<(i64, i64)>,
+}
+
+/// Each source's rows, newest first.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub entries: Vec<StoredEntry>,
+    pub status_notes: Vec<StatusNote>,
+    pub revisions: Vec<Revision>,
+}
+
+/// The three reads as one statement: on PostgreSQL each would be a round trip of its own,
+/// and a history page is read far more often than anything is written. Every source keeps
+/// its own index and its own limit; the typed NULLs let both databases match the columns.
+const SQL: &str = "\
+SELECT * FROM (SELECT CAST(2 AS BIGINT) AS src, ts, idx AS k, entry, \
+    CAST(NULL AS TEXT) AS who_kind, CAST(NULL AS BIGINT) AS who_id, \
+    CAST(NULL AS TEXT) AS initials, CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS body, \
+    CAST(NULL AS BIGINT) AS audit_idx \
+  FROM audit_log WHERE record_type = $1 AND record_id = $2 \
+    AND (ts < $3 OR (ts = $3 AND idx < $4)) AND length(entry) > 0 \
+  ORDER BY ts DESC, idx DESC LIMIT $9) AS e \
+UNION ALL SELECT * FROM (SELECT CAST(1 AS BIGINT), ts, id, CAST(NULL AS BYTEA), actor_kind, \
+    actor_id, actor_initials, CAST(NULL AS TEXT), body, audit_idx \
+  FROM status_notes WHERE record_type = $1 AND record_id = $2 \
+    AND (ts < $5 OR (ts = $5 AND id < $6)) \
+  ORDER BY ts DESC, id DESC LIMIT $9) AS s \
+UNION ALL SELECT * FROM (SELECT CAST(0 AS BIGINT), ts, revision, CAST(NULL AS BYTEA), \
+    author_kind, author_id, author_initials, author_name, body, CAST(NULL AS BIGINT) \
+  FROM note_revisions WHERE record_type = $1 AND record_id = $2 \
+    AND (ts < $7 OR (ts = $7 AND revision < $8)) \
+  ORDER BY revision DESC LIMIT $10) AS r";
+
+type Row = (
+    i64,
+    i64,
+    i64,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// At most `limit` entries and status notes and `revisions_limit` revisions of the
+/// record, each after its bound.
+pub async fn page(
+    db: &Db,
+    kind: RecordKind,
+    id: i64,
+    bounds: Bounds,
+    limit: i64,
+    revisions_limit: i64,
+) -> Result<Page> {
+    let from = |b: Option<(i64, i64)>| b.unwrap_or((i64::MAX, i64::MAX));
+    let (e, s, r) = (
+        from(bounds.entries),
+        from(bounds.status_notes),
+        from(bounds.revisions),
+    );
+    let mut conn = db.reader().await?;
+    let rows: Vec<Row> = statement(SQL)
+        .bind(kind.as_str())
+        .bind(id)
+        .bind_all([e.0, e.1, s.0, s.1, r.0, r.1, limit, revisions_limit].map(SqlValue::from))
+        .fetch_all(conn.run())
+        .await?;
+    let mut page = Page::default();
+    for (src, ts, key, bytes, who_kind, who_id, initials, name, body, audit_idx) in rows {
+        let missing = |what: &str| super::Error::Corrupt(format!("a history row has no {what}"));
+        match src {
+            2 => page.entries.push(StoredEntry {
+                idx: key,
+                ts,
+                bytes: bytes.ok_or_else(|| missing("entry"))?,
+            }),
+            1 => page.status_notes.push(StatusNote {
+                id: key,
+                ts,
+                actor_kind: who_kind.ok_or_else(|| missing("actor"))?,
+                actor_id: who_id,
+                initials: initials.ok_or_else(|| missing("initials"))?,
+                text: body.ok_or_else(|| missing("text"))?,
+                audit_idx,
+            }),
+            _ => page.revisions.push(Revision {
+                revision: key,
+                ts,
+                author: Author {
+                    kind: who_kind.ok_or_else(|| missing("author"))?,
+                    id: who_id,
+                    initials: initials.ok_or_else(|| missing("initials"))?,
+                    name: name.ok_or_else(|| missing("author name"))?,
+                },
+                text: body.ok_or_else(|| missing("text"))?,
+            }),
+        }
+    }
+    Ok(page)
+}
