@@ -25,6 +25,12 @@ const MAX_BATCH: usize = 256;
 /// behind it, and batches alternate between one command and all the others.
 const GATHER: std::time::Duration = std::time::Duration::from_micros(200);
 
+/// How long the queue may stay quiet before the writer stops waiting: callers in the
+/// same process come back within microseconds of each other, while callers over HTTP
+/// take longer than `GATHER` to send their next request, and waiting for them only
+/// delayed the commands already in hand.
+const QUIET: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// What the writer remembers of the tree between batches: the size and root it left
 /// (appends by other processes extend that tree; anything else is tampering), and the
 /// alarm once raised, which stops all signing until a restart after `audit verify`.
@@ -106,7 +112,8 @@ pub(super) async fn run(
 
 /// Waits up to `GATHER` for the batch to hold `expected` commands: those the last batch
 /// answered and those that waited while it ran (PostgreSQL's `commit_delay` with
-/// `commit_siblings`, keyed to who is likely to come back). A lone caller never waits.
+/// `commit_siblings`, keyed to who is likely to come back), and only while they keep
+/// coming (`QUIET`). A lone caller never waits.
 fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, expected: usize) {
     let want = expected.min(MAX_BATCH);
     if batch.len() >= want {
@@ -114,11 +121,20 @@ fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, expected: usize)
     }
     // Tokio's timers tick in milliseconds, far too coarse here: poll the queue and give the
     // processor to the callers in between (this is the writer's own thread).
-    let deadline = std::time::Instant::now() + GATHER;
+    let start = std::time::Instant::now();
+    let deadline = start + GATHER;
+    let mut quiet_until = start + QUIET;
     while batch.len() < want {
         match jobs.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() < deadline => {
+            Ok(job) => {
+                batch.push(job);
+                quiet_until = std::time::Instant::now() + QUIET;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => {
+                let now = std::time::Instant::now();
+                if now >= deadline.min(quiet_until) {
+                    break;
+                }
                 std::thread::yield_now();
             }
             Err(_) => break,
