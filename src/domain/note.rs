@@ -10,10 +10,25 @@ pub const MAX_CHARS: usize = 100_000;
 
 /// Checks a note's text and returns it with line endings made `\n`.
 pub fn check(text: &str) -> Result<String, FieldError> {
+    checked(text, "notes")
+}
+
+/// Checks what someone adds below the notes (the API's `text`) and returns it without
+/// the blank lines around it: a line that is only whitespace adds nothing worth a
+/// revision.
+pub fn line(text: &str) -> Result<String, FieldError> {
+    let text = checked(text, "text")?;
+    if text.trim().is_empty() {
+        return Err(FieldError::new("text", "must not be blank"));
+    }
+    Ok(text.trim_matches('\n').to_owned())
+}
+
+fn checked(text: &str, field: &str) -> Result<String, FieldError> {
     let text = text.replace("\r\n", "\n");
     if text.chars().count() > MAX_CHARS {
         return Err(FieldError::new(
-            "notes",
+            field,
             format!("is longer than {MAX_CHARS} characters"),
         ));
     }
@@ -22,7 +37,7 @@ pub fn check(text: &str) -> Result<String, FieldError> {
         .any(|c| c.is_control() && c != '\n' && c != '\t')
     {
         return Err(FieldError::new(
-            "notes",
+            field,
             "must not contain control characters",
         ));
     }
@@ -85,6 +100,20 @@ mod tests {
         );
         assert!(check("a\u{0}b").is_err());
         assert_eq!(check("a\r\nb\tc").unwrap(), "a\nb\tc");
+    }
+
+    #[test]
+    fn an_added_line() {
+        assert_eq!(
+            line("\r\nCalled.\r\nBooked.\n\n").unwrap(),
+            "Called.\nBooked."
+        );
+        assert_eq!(line("  indented").unwrap(), "  indented");
+        for blank in ["", " ", "\n\n", "\t\r\n"] {
+            assert_eq!(line(blank).unwrap_err().field, "text", "{blank:?}");
+        }
+        assert_eq!(line("a\u{7}b").unwrap_err().field, "text");
+        assert_eq!(line(&"x".repeat(MAX_CHARS + 1)).unwrap_err().field, "text");
     }
 
     #[test]

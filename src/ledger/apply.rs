@@ -432,6 +432,12 @@ async fn dispatch(
             text,
             base_revision,
         } => run.save_notes(kind, id, &text, base_revision).await,
+        Command::AppendNotes {
+            kind,
+            id,
+            text,
+            stamp,
+        } => run.append_notes(kind, id, &text, stamp).await,
         Command::RecordCommunication {
             kind,
             id,
@@ -1627,9 +1633,39 @@ impl Run<'_> {
         kind: RecordKind,
         id: i64,
         line: &str,
-    ) -> Result<i64, Error> {
+    ) -> Result<(i64, String), Error> {
         let author = self.author();
         Ok(notes::append_line(self.tx, kind, id, self.micros(), &author, line).await?)
+    }
+
+    /// Adds `text` below whatever the notes hold now, stamped when `stamp`: nothing
+    /// that was saved changes, so it needs no base revision and never conflicts.
+    async fn append_notes(
+        &mut self,
+        kind: RecordKind,
+        id: i64,
+        text: &str,
+        stamp: bool,
+    ) -> Result<Outcome, Error> {
+        self.permit_kind(kind, Level::Modify).await?;
+        let record = self.load_live(kind, id).await?;
+        let line = note::line(text).map_err(|e| Error::Invalid(vec![e]))?;
+        let line = match stamp {
+            true => format!("{}{line}", self.stamp()),
+            false => line,
+        };
+        let (revision, text) = self.append_note_line(kind, id, &line).await?;
+        // Known only once the line is in: the command's savepoint takes it out again.
+        if text.chars().count() > note::MAX_CHARS {
+            return Err(Error::Invalid(vec![FieldError::new(
+                "text",
+                format!(
+                    "would make the notes longer than {} characters",
+                    note::MAX_CHARS
+                ),
+            )]));
+        }
+        self.notes_saved(kind, record, revision, text).await
     }
 
     async fn save_notes(
@@ -1671,15 +1707,28 @@ impl Run<'_> {
             text,
         };
         notes::insert_revision(self.tx, kind, id, &revision).await?;
+        self.notes_saved(kind, record, revision.revision, revision.text)
+            .await
+    }
+
+    /// Logs a new notes revision: the entry names the revision and its text's hash, not
+    /// the text, which the revision keeps.
+    async fn notes_saved(
+        &mut self,
+        kind: RecordKind,
+        record: StoredRecord,
+        revision: i64,
+        text: String,
+    ) -> Result<Outcome, Error> {
         let rec = RecordRef {
             kind: kind.as_str().to_owned(),
-            id,
-            label: kind.label(id, &record.fields),
+            id: record.id,
+            label: kind.label(record.id, &record.fields),
         };
         let extras = Extras {
             note: Some(NoteRef {
-                rev: revision.revision,
-                sha256: text_sha256(&revision.text),
+                rev: revision,
+                sha256: text_sha256(&text),
             }),
             ..Default::default()
         };
@@ -1697,8 +1746,8 @@ impl Run<'_> {
             record: Some(record),
             changed: true,
             audit_index,
-            notes_revision: Some(revision.revision),
-            notes_text: Some(revision.text),
+            notes_revision: Some(revision),
+            notes_text: Some(text),
             ..Default::default()
         })
     }

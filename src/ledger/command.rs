@@ -71,6 +71,15 @@ pub enum Command {
         text: String,
         base_revision: i64,
     },
+    /// Adds a line (or lines) below a record's notes as a new revision, stamped with the
+    /// actor's time stamp when `stamp`. It changes nothing saved, so unlike a save it
+    /// names no base revision: two people adding at once both land, one after the other.
+    AppendNotes {
+        kind: RecordKind,
+        id: i64,
+        text: String,
+        stamp: bool,
+    },
     /// A communication about a record was sent: logged, with a status note.
     RecordCommunication {
         kind: RecordKind,
@@ -171,6 +180,7 @@ impl Command {
             | Self::Unlock { .. }
             | Self::VoidPayment { .. }
             | Self::SaveNotes { .. }
+            | Self::AppendNotes { .. }
             | Self::RecordCommunication { .. }
             | Self::TouchSession { .. }
             | Self::TouchToken { .. }

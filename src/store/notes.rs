@@ -144,7 +144,7 @@ pub async fn insert_revision(
 /// revision is read and the next written together, which on PostgreSQL saves a round
 /// trip for every change whose reason is stamped into the notes. The text follows
 /// [`crate::domain::note::append_line`]: the line alone on empty notes, else on a line of
-/// its own. Returns the new revision.
+/// its own. Returns the new revision and its text.
 pub async fn append_line(
     tx: &mut WriteTx,
     kind: RecordKind,
@@ -152,7 +152,7 @@ pub async fn append_line(
     ts: i64,
     author: &Author,
     line: &str,
-) -> Result<i64> {
+) -> Result<(i64, String)> {
     let sql = "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
                author_id, author_initials, author_name, body) \
                SELECT $1, $2, COALESCE(l.revision, 0) + 1, $3, $4, $5, $6, $7, \
@@ -162,7 +162,7 @@ pub async fn append_line(
                FROM (SELECT 1 AS one) AS o LEFT JOIN \
                (SELECT revision, body FROM note_revisions WHERE record_type = $1 AND record_id = $2 \
                ORDER BY revision DESC LIMIT 1) AS l ON 1 = 1 \
-               RETURNING revision";
+               RETURNING revision, body";
     statement(sql)
         .bind(kind.as_str())
         .bind(id)
@@ -173,7 +173,7 @@ pub async fn append_line(
         .bind(author.name.as_str())
         .bind(line)
         .bind("\n")
-        .scalar(tx.run())
+        .fetch_one(tx.run())
         .await
 }
 

@@ -363,6 +363,16 @@ pub fn document() -> Value {
                                            "authorize": {"$ref": "#/components/schemas/Authorize"}}}))}),
         );
         paths.insert(
+            format!("{one}/notes/lines"),
+            json!({"parameters": [path_param("id")],
+                   "post": with_body(op("Add a line below the notes as a new revision, stamped with the caller's time stamp unless `stamp` is false; it changes nothing saved, so it needs no base revision and never conflicts", 200, obj.clone(), &CHANGE),
+                     json!({"type": "object", "required": ["text"],
+                            "properties": {"text": {"type": "string", "minLength": 1, "pattern": "\\S"},
+                                           "stamp": {"type": "boolean", "default": true},
+                                           "reason": {"$ref": "#/components/schemas/Reason"},
+                                           "authorize": {"$ref": "#/components/schemas/Authorize"}}}))}),
+        );
+        paths.insert(
             format!("{one}/status-notes"),
             json!({"parameters": [path_param("id")],
                    "get": op("Status notes (read-only)", 200, obj.clone(), &AUTHED)}),

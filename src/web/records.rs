@@ -114,7 +114,7 @@ fn command_action(command: &Command) -> &'static str {
         Command::Post { .. } => "post",
         Command::Unlock { .. } => "unlock",
         Command::VoidPayment { .. } => "void",
-        Command::SaveNotes { .. } => "notes",
+        Command::SaveNotes { .. } | Command::AppendNotes { .. } => "notes",
         _ => "change",
     }
 }
@@ -529,10 +529,7 @@ pub async fn save_notes(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let ctx = caller.context(&state, &mut body).await?;
-    let text = match body.remove("text") {
-        Some(Value::String(t)) => Ok(t),
-        _ => Err(FieldError::new("text", "is required (text)")),
-    };
+    let text = required_text(&mut body);
     let base = match body.remove("base_revision") {
         Some(v) => v
             .as_i64()
@@ -540,14 +537,7 @@ pub async fn save_notes(
             .ok_or_else(|| FieldError::new("base_revision", "must be a revision number")),
         None => Err(FieldError::new("base_revision", "is required")),
     };
-    let (text, base_revision) = match (text, base) {
-        (Ok(t), Ok(b)) => (t, b),
-        (t, b) => {
-            return Err(ApiError::Validation(
-                [t.err(), b.err()].into_iter().flatten().collect(),
-            ));
-        }
-    };
+    let (text, base_revision) = both_fields(text, base)?;
     no_fields(&body)?;
     let command = Command::SaveNotes {
         kind,
@@ -556,11 +546,65 @@ pub async fn save_notes(
         base_revision,
     };
     let out = submit(&state, &caller, ctx, kind, Some(id), command).await?;
-    Ok(Json(json!({
+    Ok(notes_saved(out))
+}
+
+/// Two fields read from a body, or every problem with them at once.
+fn both_fields<A, B>(
+    a: Result<A, FieldError>,
+    b: Result<B, FieldError>,
+) -> Result<(A, B), ApiError> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (a, b) => Err(ApiError::Validation(
+            [a.err(), b.err()].into_iter().flatten().collect(),
+        )),
+    }
+}
+
+fn required_text(body: &mut serde_json::Map<String, Value>) -> Result<String, FieldError> {
+    match body.remove("text") {
+        Some(Value::String(t)) => Ok(t),
+        _ => Err(FieldError::new("text", "is required (text)")),
+    }
+}
+
+/// The answer to a save or an addition: the revision and the text as stored.
+fn notes_saved(out: Outcome) -> Json<Value> {
+    Json(json!({
         "revision": out.notes_revision.unwrap_or(0),
         "text": out.notes_text.unwrap_or_default(),
         "changed": out.changed,
-    })))
+    }))
+}
+
+/// `POST /api/v1/{kind}/{id}/notes/lines` `{text, stamp?}`: adds a line below the notes
+/// as a new revision, stamped unless `stamp` is false; never a 409.
+pub async fn append_notes(
+    kind: RecordKind,
+    state: AppState,
+    caller: Caller,
+    id: String,
+    JsonObject(mut body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let ctx = caller.context(&state, &mut body).await?;
+    let text = required_text(&mut body);
+    let stamp = match body.remove("stamp") {
+        None => Ok(true),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(_) => Err(FieldError::new("stamp", "must be true or false")),
+    };
+    let (text, stamp) = both_fields(text, stamp)?;
+    no_fields(&body)?;
+    let command = Command::AppendNotes {
+        kind,
+        id,
+        text,
+        stamp,
+    };
+    let out = submit(&state, &caller, ctx, kind, Some(id), command).await?;
+    Ok(notes_saved(out))
 }
 
 /// `GET /api/v1/{kind}/{id}/status-notes`.
@@ -679,6 +723,15 @@ pub fn routes(router: axum::Router<AppState>, kind: RecordKind) -> axum::Router<
                       c: Caller,
                       Path(id): Path<String>,
                       b: JsonObject| { save_notes(kind, s, c, id, b) },
+            ),
+        )
+        .route(
+            &format!("{one}/notes/lines"),
+            p(
+                move |State(s): State<AppState>,
+                      c: Caller,
+                      Path(id): Path<String>,
+                      b: JsonObject| { append_notes(kind, s, c, id, b) },
             ),
         )
         .route(

@@ -103,6 +103,12 @@ both!(every_route_answers_each_caller_as_expected, |app| {
         ),
         (
             "POST",
+            format!("{c}/notes/lines"),
+            Some(json!({"text": "Called."})),
+            [401, 200, 200, 200, 401, 401, 403],
+        ),
+        (
+            "POST",
             "/api/v1/clients".into(),
             Some(json!({"last_name": "Jones"})),
             [401, 201, 201, 201, 401, 401, 403],

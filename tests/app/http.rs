@@ -733,6 +733,77 @@ both!(records_read_as_json, |app| {
     let _ = RecordKind::Invoice;
 });
 
+both!(a_line_added_over_http_needs_no_base_revision, |app| {
+    let api = Api::new(&app).with_token("sam").await;
+    let client = app.client("Smith").await;
+    let notes = format!("/api/v1/clients/{}/notes", client.id);
+    let lines = format!("{notes}/lines");
+    let r = api
+        .send(
+            "PUT",
+            &notes,
+            Some(json!({"text": "First.", "base_revision": 0})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api
+        .send(
+            "POST",
+            &lines,
+            Some(json!({"text": "Called.", "stamp": false})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body),
+        (
+            200,
+            &json!({"revision": 2, "text": "First.\nCalled.", "changed": true})
+        )
+    );
+    // Stamped by default, with the caller's initials.
+    let r = api
+        .send("POST", &lines, Some(json!({"text": "Booked ordering."})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let text = r.body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("First.\nCalled.\n") && text.ends_with(" SS – Booked ordering."),
+        "{text:?}"
+    );
+    assert_eq!(api.get(&notes).await.body["revision"], 3);
+
+    let fields_of = |r: &Reply| -> Vec<String> {
+        r.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["field"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (body, field) in [
+        (json!({"text": "  "}), "text"),
+        (json!({}), "text"),
+        (json!({"text": 7}), "text"),
+        (json!({"text": "x", "stamp": "yes"}), "stamp"),
+        (json!({"text": "x", "base_revision": 3}), "base_revision"),
+    ] {
+        let r = api.send("POST", &lines, Some(body.clone())).await;
+        assert_eq!(r.status, 422, "{body}: {}", r.body);
+        assert_eq!(fields_of(&r), [field], "{body}");
+    }
+    let r = api
+        .send(
+            "POST",
+            "/api/v1/clients/999999/notes/lines",
+            Some(json!({"text": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(api.get(&notes).await.body["revision"], 3);
+});
+
 both!(notes_read_and_save_over_http, |app| {
     let api = Api::new(&app).with_token("owner").await;
     let client = app.client("Smith").await;

@@ -212,3 +212,105 @@ both!(
         assert_eq!(stamp, "2018-10-18 11:00:04 MKH – ");
     }
 );
+
+fn add(id: i64, text: &str, stamp: bool) -> Command {
+    Command::AppendNotes {
+        kind: RecordKind::Client,
+        id,
+        text: text.to_owned(),
+        stamp,
+    }
+}
+
+both!(lines_added_at_once_both_land_without_a_conflict, |app| {
+    let client = app.client("Smith").await;
+    app.submit(Context::user(app.staff), save(client.id, "First.", 0))
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        app.submit(
+            Context::user(app.staff),
+            add(client.id, "Sam's line.", false)
+        ),
+        app.submit(
+            Context::user(app.manager),
+            add(client.id, "Mary's line.", false)
+        ),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut revisions = [a.notes_revision.unwrap(), b.notes_revision.unwrap()];
+    revisions.sort_unstable();
+    assert_eq!(revisions, [2, 3]);
+    let latest = store::notes::latest(&app.db, RecordKind::Client, client.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.revision, 3);
+    assert!(
+        [
+            "First.\nSam's line.\nMary's line.",
+            "First.\nMary's line.\nSam's line."
+        ]
+        .contains(&latest.text.as_str()),
+        "{:?}",
+        latest.text
+    );
+    // Each addition is an audited notes entry naming its revision and that text's hash.
+    let entries = app.latest(2).await;
+    assert!(entries.iter().all(|e| e.act == Action::Notes));
+    let newest = entries[0].note.as_ref().unwrap();
+    assert_eq!(newest.rev, 3);
+    assert_eq!(
+        newest.sha256,
+        keeptrack::domain::audit::text_sha256(&latest.text)
+    );
+});
+
+both!(
+    an_added_line_is_stamped_and_bad_lines_write_nothing,
+    |app| {
+        let client = app.client("Smith").await;
+        let out = app
+            .submit(
+                Context::user(app.manager),
+                add(client.id, "\r\nCalled about proofs.\r\n", true),
+            )
+            .await
+            .unwrap();
+        let text = out.notes_text.unwrap();
+        assert!(
+            text.ends_with(" MKH – Called about proofs."),
+            "stamped with the manager's initials: {text:?}"
+        );
+        assert!(!text.contains('\r') && !text.starts_with('\n'), "{text:?}");
+        assert_eq!(out.notes_revision, Some(1));
+
+        let before = app.log_size().await;
+        for bad in ["", "  \n ", "a\u{7}b"] {
+            let err = app
+                .submit(Context::user(app.staff), add(client.id, bad, true))
+                .await
+                .unwrap_err();
+            assert_eq!(invalid_fields(&err), ["text"], "{bad:?}");
+        }
+        // A line that fits alone but not below what is there: the revision it wrote is
+        // taken back with the command.
+        let long = "x".repeat(keeptrack::domain::note::MAX_CHARS - 10);
+        let err = app
+            .submit(Context::user(app.staff), add(client.id, &long, false))
+            .await
+            .unwrap_err();
+        assert_eq!(invalid_fields(&err), ["text"]);
+        let err = app
+            .submit(Context::user(app.staff), add(424_242, "x", true))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+        assert_eq!(app.log_size().await, before);
+        let latest = store::notes::latest(&app.db, RecordKind::Client, client.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((latest.revision, latest.text), (1, text));
+    }
+);
