@@ -1,5 +1,6 @@
-//! HTTP benchmarks (issue 5): four workloads through the real server over real sockets,
-//! next to the database's own limit for the same statements and the peer stack's figures.
+//! HTTP benchmarks (issue 5): four workloads (W2 both as one append and as a GET+PUT save)
+//! through the real server over real sockets, next to the database's own limit for the
+//! same statements and the peer stack's figures.
 //!
 //! Run with `cargo bench --bench http`. SQLite always runs (in a fresh directory under
 //! `std::env::temp_dir()`); PostgreSQL runs too when `KEEPTRACK_TEST_DATABASE_URL` names
@@ -124,7 +125,7 @@ impl Knobs {
             users: knob("KT_BENCH_USERS", 20)?,
             clients: knob("KT_BENCH_CLIENTS", 10_000)?,
             entries: knob("KT_BENCH_ENTRIES", 1_000_000)?,
-            workloads: list_knob("KT_BENCH_WORKLOADS", "1,2,3,4")?,
+            workloads: list_knob("KT_BENCH_WORKLOADS", "1,2,5,3,4")?,
             connections: list_knob("KT_BENCH_CONNECTIONS", "8,64")?,
             seconds: knob("KT_BENCH_SECONDS", 10.0)?,
             warmup: knob("KT_BENCH_WARMUP", 2.0)?,
@@ -141,8 +142,8 @@ impl Knobs {
             "need at least one user and one client"
         );
         ensure!(
-            k.workloads.iter().all(|w| (1..=4).contains(w)),
-            "workloads are 1 to 4"
+            k.workloads.iter().all(|w| (1..=5).contains(w)),
+            "workloads are 1 to 5 (5: W2 via a GET+PUT save)"
         );
         ensure!(
             k.connections
@@ -789,8 +790,12 @@ impl Studio {
 enum Workload {
     /// `PATCH` a random client's email (audited change).
     W1,
-    /// Append a line to a random client's notes: `GET` then `PUT` (a new revision).
+    /// Append a line to a random client's notes (a new revision): one `POST` to
+    /// `…/notes/lines`, stamped as the front desk's CTRL+T line would be.
     W2,
+    /// The same through a save: `GET` the notes, then `PUT` them back with the line
+    /// added, naming the revision read (a 409 when a colleague saved in between).
+    W2Save,
     /// Read a random client's history.
     W3,
     /// Audit query: one user, a random 7-day window, first 50 entries.
@@ -803,6 +808,7 @@ impl Workload {
             1 => Self::W1,
             2 => Self::W2,
             3 => Self::W3,
+            5 => Self::W2Save,
             _ => Self::W4,
         }
     }
@@ -810,6 +816,7 @@ impl Workload {
         match self {
             Self::W1 => "W1 PATCH email",
             Self::W2 => "W2 notes append",
+            Self::W2Save => "W2 via GET+PUT save",
             Self::W3 => "W3 history",
             Self::W4 => "W4 audit query",
         }
@@ -818,11 +825,11 @@ impl Workload {
     fn peer(self, backend: Backend) -> (f64, f64) {
         match (backend, self) {
             (Backend::Sqlite, Self::W1) => (171.0, 847.0),
-            (Backend::Sqlite, Self::W2) => (185.0, 744.0),
+            (Backend::Sqlite, Self::W2 | Self::W2Save) => (185.0, 744.0),
             (Backend::Sqlite, Self::W3) => (285.0, 45.0),
             (Backend::Sqlite, Self::W4) => (211.0, 59.0),
             (Backend::Postgres, Self::W1) => (227.0, 84.0),
-            (Backend::Postgres, Self::W2) => (214.0, 78.0),
+            (Backend::Postgres, Self::W2 | Self::W2Save) => (214.0, 78.0),
             (Backend::Postgres, Self::W3) => (237.0, 55.0),
             (Backend::Postgres, Self::W4) => (157.0, 126.0),
         }
@@ -851,7 +858,7 @@ struct LoadSpec {
 /// One run's result over its timed window.
 #[derive(Default)]
 struct Load {
-    /// Completed operations (W2: a GET and a PUT), HTTP requests, W2's 409s.
+    /// Completed operations (W2 via a save: a GET and a PUT), HTTP requests, its 409s.
     ops: usize,
     requests: usize,
     conflicts: usize,
@@ -940,6 +947,26 @@ impl Worker {
                 })
             }
             Workload::W2 => {
+                let id = *self.rng.pick(&spec.clients);
+                let path = format!("/api/v1/clients/{id}/notes/lines");
+                let line = format!("Bench line from connection {}, #{}", self.id, self.serial);
+                let body = json!({"text": line}).to_string();
+                let r = self
+                    .conn
+                    .send("POST", &path, &[self.auth.as_str()], Some(body.as_bytes()))
+                    .await?;
+                Ok(match r.status {
+                    200 => OpResult::Ok {
+                        requests: 1,
+                        items: None,
+                    },
+                    s => OpResult::Error {
+                        requests: 1,
+                        detail: format!("POST {path}: {s} {}", r.text()),
+                    },
+                })
+            }
+            Workload::W2Save => {
                 let id = *self.rng.pick(&spec.clients);
                 let path = format!("/api/v1/clients/{id}/notes");
                 let r = self
@@ -1189,7 +1216,7 @@ impl LimitDb {
     /// transactions (autocommit), each committed before the next.
     async fn measure(&self, w: Workload, s: &Studio, k: &Knobs, rng: &mut Rng) -> Result<Limit> {
         let n = match w {
-            Workload::W1 | Workload::W2 => k.limit_writes,
+            Workload::W1 | Workload::W2 | Workload::W2Save => k.limit_writes,
             Workload::W3 | Workload::W4 => k.limit_reads,
         }
         .max(1);
@@ -1209,7 +1236,7 @@ impl LimitDb {
                         .await
                         .map(|_| ()))?;
                 }
-                Workload::W2 => {
+                Workload::W2 | Workload::W2Save => {
                     // A record type of its own, so that no client's notes change.
                     on_pool!(self, p => sqlx::query(
                         "INSERT INTO note_revisions (record_type, record_id, revision, ts, \
@@ -1262,7 +1289,9 @@ impl LimitDb {
             stats: Stats::new(&lat),
             what: match w {
                 Workload::W1 => "UPDATE clients SET email (one-row autocommit)",
-                Workload::W2 => "INSERT INTO note_revisions (one-row autocommit)",
+                Workload::W2 | Workload::W2Save => {
+                    "INSERT INTO note_revisions (one-row autocommit)"
+                }
                 Workload::W3 => "SELECT a client's audit entries (record index)",
                 Workload::W4 => "SELECT an actor's 7-day window (actor index)",
             },
@@ -1442,14 +1471,14 @@ async fn run_workloads(b: &Bench<'_>, rng: &mut Rng) -> Result<Vec<Row>> {
             };
             let st = Stats::new(&load.latencies);
             let mut extra = String::new();
-            if w == Workload::W2 {
+            if w == Workload::W2Save {
                 extra = format!(
                     " ({:.0} HTTP req/s; {} conflicts, 409)",
                     load.requests as f64 / load.secs,
                     load.conflicts
                 );
             }
-            if batches > 0 && matches!(w, Workload::W1 | Workload::W2) {
+            if batches > 0 && matches!(w, Workload::W1 | Workload::W2 | Workload::W2Save) {
                 // Warm-up included: the ledger counts from start to finish.
                 extra.push_str(&format!(
                     " ({:.1} commands per commit)",
@@ -1667,7 +1696,7 @@ fn tables(s: &Studio, k: &Knobs, rows: &[Row], switches: &[AuditSwitch]) -> Stri
         }
         let p99 = st.pct(0.99);
         match (r.workload, r.connections) {
-            (Workload::W1 | Workload::W2, 64) => say!(
+            (Workload::W1 | Workload::W2 | Workload::W2Save, 64) => say!(
                 "[{tag}]   {} p99 < 50 ms at 64 conns: {p99:.2} ms: {}",
                 r.workload.title(),
                 verdict(p99 < 50.0)
