@@ -125,7 +125,7 @@ impl Knobs {
             users: knob("KT_BENCH_USERS", 20)?,
             clients: knob("KT_BENCH_CLIENTS", 10_000)?,
             entries: knob("KT_BENCH_ENTRIES", 1_000_000)?,
-            workloads: list_knob("KT_BENCH_WORKLOADS", "1,2,5,3,4")?,
+            workloads: list_knob("KT_BENCH_WORKLOADS", "1,2,3,4,5")?,
             connections: list_knob("KT_BENCH_CONNECTIONS", "8,64")?,
             seconds: knob("KT_BENCH_SECONDS", 10.0)?,
             warmup: knob("KT_BENCH_WARMUP", 2.0)?,
