@@ -854,7 +854,7 @@ impl Run<'_> {
         self.permit_overrides(&created_overrides(kind, &fields, self.today()))
             .await?;
         let id = records::insert(self.tx, kind, &fields, self.micros()).await?;
-        self.remember_idempotency(kind, id).await?;
+        self.remember_idempotency(kind, id, None).await?;
         let record = self.load(kind, id).await?;
         let diff = diff::created(kind, &record.fields);
         let audit_index = self
@@ -1649,12 +1649,16 @@ impl Run<'_> {
     ) -> Result<Outcome, Error> {
         self.permit_kind(kind, Level::Modify).await?;
         let record = self.load_live(kind, id).await?;
+        if let Some(outcome) = self.replay_notes(kind, id).await? {
+            return Ok(outcome);
+        }
         let line = note::line(text).map_err(|e| Error::Invalid(vec![e]))?;
         let line = match stamp {
             true => format!("{}{line}", self.stamp()),
             false => line,
         };
         let (revision, text) = self.append_note_line(kind, id, &line).await?;
+        self.remember_idempotency(kind, id, Some(revision)).await?;
         // Known only once the line is in: the command's savepoint takes it out again.
         if text.chars().count() > note::MAX_CHARS {
             return Err(Error::Invalid(vec![FieldError::new(
@@ -1967,7 +1971,10 @@ impl Run<'_> {
         let Some(first) = auth::idempotency_for_write(self.tx, user, &idem.key).await? else {
             return Ok(None);
         };
-        if first.request_hash != idem.request_hash || first.record_type != kind.as_str() {
+        if first.request_hash != idem.request_hash
+            || first.record_type != kind.as_str()
+            || first.revision.is_some()
+        {
             return Err(Error::IdempotencyMismatch);
         }
         let record = self.load(kind, first.record_id).await?;
@@ -1978,7 +1985,41 @@ impl Run<'_> {
         }))
     }
 
-    async fn remember_idempotency(&mut self, kind: RecordKind, id: i64) -> Result<(), Error> {
+    /// A line added under an Idempotency-Key that was already used: the revision the
+    /// first request made, or a refusal if the key came with another request.
+    async fn replay_notes(&mut self, kind: RecordKind, id: i64) -> Result<Option<Outcome>, Error> {
+        let (Some(idem), Some(user)) = (&self.ctx.idempotency, self.actor.id) else {
+            return Ok(None);
+        };
+        let Some(first) = auth::idempotency_for_write(self.tx, user, &idem.key).await? else {
+            return Ok(None);
+        };
+        let (true, Some(number)) = (
+            first.request_hash == idem.request_hash
+                && first.record_type == kind.as_str()
+                && first.record_id == id,
+            first.revision,
+        ) else {
+            return Err(Error::IdempotencyMismatch);
+        };
+        let revision = notes::revision_for_write(self.tx, kind, id, number)
+            .await?
+            .ok_or_else(|| Error::Tampered(format!("notes revision {number} is missing")))?;
+        Ok(Some(Outcome {
+            replayed: true,
+            changed: true,
+            notes_revision: Some(revision.revision),
+            notes_text: Some(revision.text),
+            ..Default::default()
+        }))
+    }
+
+    async fn remember_idempotency(
+        &mut self,
+        kind: RecordKind,
+        id: i64,
+        revision: Option<i64>,
+    ) -> Result<(), Error> {
         let (Some(idem), Some(user)) = (&self.ctx.idempotency, self.actor.id) else {
             return Ok(());
         };
@@ -1986,6 +2027,7 @@ impl Run<'_> {
             request_hash: idem.request_hash.clone(),
             record_type: kind.as_str().into(),
             record_id: id,
+            revision,
         };
         auth::insert_idempotency(self.tx, user, &idem.key, &row, self.micros()).await?;
         Ok(())

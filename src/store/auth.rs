@@ -34,6 +34,8 @@ pub struct IdempotencyRow {
     pub request_hash: String,
     pub record_type: String,
     pub record_id: i64,
+    /// The notes revision a line added under the key made; none for a created record.
+    pub revision: Option<i64>,
 }
 
 pub struct NewSession<'a> {
@@ -215,20 +217,21 @@ pub async fn idempotency_for_write(
 }
 
 async fn idempotency_in(run: Run<'_>, user_id: i64, key: &str) -> Result<Option<IdempotencyRow>> {
-    let sql = "SELECT request_hash, record_type, record_id FROM idempotency_keys \
+    let sql = "SELECT request_hash, record_type, record_id, revision FROM idempotency_keys \
                WHERE user_id = $1 AND key = $2";
     let row = statement(sql)
         .bind(user_id)
         .bind(key)
         .fetch_optional(run)
         .await?;
-    Ok(
-        row.map(|(request_hash, record_type, record_id)| IdempotencyRow {
+    Ok(row.map(
+        |(request_hash, record_type, record_id, revision)| IdempotencyRow {
             request_hash,
             record_type,
             record_id,
-        }),
-    )
+            revision,
+        },
+    ))
 }
 
 // Writes: only the ledger holds a WriteTx.
@@ -340,13 +343,14 @@ pub async fn insert_idempotency(
     now: i64,
 ) -> Result<()> {
     let sql = "INSERT INTO idempotency_keys (user_id, key, request_hash, record_type, record_id, \
-               created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+               revision, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
     statement(sql)
         .bind(user_id)
         .bind(key)
         .bind(row.request_hash.as_str())
         .bind(row.record_type.as_str())
         .bind(row.record_id)
+        .bind(row.revision)
         .bind(now)
         .execute(tx.run())
         .await?;

@@ -79,6 +79,23 @@ pub async fn latest_for_write(
     latest_in(tx.run(), kind, id).await
 }
 
+/// One revision of a record's notes, for answering a retried addition.
+pub async fn revision_for_write(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    id: i64,
+    number: i64,
+) -> Result<Option<Revision>> {
+    let sql = format!("{REVISIONS} AND revision = $3");
+    let row: Option<RevisionRow> = statement(sql)
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(number)
+        .fetch_optional(tx.run())
+        .await?;
+    Ok(row.map(revision))
+}
+
 /// Revisions newest first, before the keyset `(ts, revision)`, at most `limit`.
 pub async fn revisions(
     db: &Db,

@@ -365,12 +365,13 @@ pub fn document() -> Value {
         paths.insert(
             format!("{one}/notes/lines"),
             json!({"parameters": [path_param("id")],
-                   "post": with_body(op("Add a line below the notes as a new revision, stamped with the caller's time stamp unless `stamp` is false; it changes nothing saved, so it needs no base revision and never conflicts", 200, obj.clone(), &CHANGE),
+                   "post": with_params(with_body(op("Add a line below the notes as a new revision, stamped with the caller's time stamp unless `stamp` is false; it changes nothing saved, so it needs no base revision and never conflicts. With an Idempotency-Key, a retry answers the first result (header `Idempotent-Replayed: true`) instead of adding the line again", 200, obj.clone(), &CHANGE),
                      json!({"type": "object", "required": ["text"],
                             "properties": {"text": {"type": "string", "minLength": 1, "pattern": "\\S"},
                                            "stamp": {"type": "boolean", "default": true},
                                            "reason": {"$ref": "#/components/schemas/Reason"},
-                                           "authorize": {"$ref": "#/components/schemas/Authorize"}}}))}),
+                                           "authorize": {"$ref": "#/components/schemas/Authorize"}}})),
+                     vec![header_param("Idempotency-Key", false)])}),
         );
         paths.insert(
             format!("{one}/status-notes"),

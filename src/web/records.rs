@@ -258,6 +258,32 @@ pub async fn get(
     Ok(with_etag(StatusCode::OK, kind, &record))
 }
 
+/// The request's `Idempotency-Key`, with a digest of the body it came with (a key used
+/// again with another body is refused).
+fn idempotency(
+    headers: &HeaderMap,
+    body: &serde_json::Map<String, Value>,
+) -> Result<Option<Idempotency>, ApiError> {
+    let Some(key) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::BadRequest("Idempotency-Key: 1 to 255 visible characters".into())
+        })?;
+    let request_hash = Sha256::digest(Value::Object(body.clone()).to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Some(Idempotency {
+        key: key.to_owned(),
+        request_hash,
+    }))
+}
+
 /// `POST /api/v1/{kind}`. Users take a `password`. Invoices and payments honour
 /// `Idempotency-Key`: a retry answers the first result.
 pub async fn create(
@@ -268,27 +294,13 @@ pub async fn create(
     JsonObject(mut body): JsonObject,
 ) -> Result<Response, ApiError> {
     let mut ctx = caller.context(&state, &mut body).await?;
-    if let Some(key) = headers.get("idempotency-key") {
+    if let Some(idem) = idempotency(&headers, &body)? {
         if !matches!(kind, RecordKind::Invoice | RecordKind::Payment) {
             return Err(ApiError::BadRequest(
-                "Idempotency-Key is for invoices and payments".into(),
+                "Idempotency-Key is for invoices, payments and notes lines".into(),
             ));
         }
-        let key = key
-            .to_str()
-            .ok()
-            .filter(|k| !k.is_empty() && k.len() <= 255)
-            .ok_or_else(|| {
-                ApiError::BadRequest("Idempotency-Key: 1 to 255 visible characters".into())
-            })?;
-        let request_hash = Sha256::digest(Value::Object(body.clone()).to_string().as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        ctx = ctx.with_idempotency(Idempotency {
-            key: key.to_owned(),
-            request_hash,
-        });
+        ctx = ctx.with_idempotency(idem);
     }
     let out = if kind == RecordKind::User {
         let password = take_text(&mut body, "password")?;
@@ -579,16 +591,21 @@ fn notes_saved(out: Outcome) -> Json<Value> {
 }
 
 /// `POST /api/v1/{kind}/{id}/notes/lines` `{text, stamp?}`: adds a line below the notes
-/// as a new revision, stamped unless `stamp` is false; never a 409.
+/// as a new revision, stamped unless `stamp` is false; never a 409. With an
+/// `Idempotency-Key`, a retry answers the first result instead of adding the line again.
 pub async fn append_notes(
     kind: RecordKind,
     state: AppState,
     caller: Caller,
     id: String,
+    headers: HeaderMap,
     JsonObject(mut body): JsonObject,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let ctx = caller.context(&state, &mut body).await?;
+    let mut ctx = caller.context(&state, &mut body).await?;
+    if let Some(idem) = idempotency(&headers, &body)? {
+        ctx = ctx.with_idempotency(idem);
+    }
     let text = required_text(&mut body);
     let stamp = match body.remove("stamp") {
         None => Ok(true),
@@ -604,7 +621,14 @@ pub async fn append_notes(
         stamp,
     };
     let out = submit(&state, &caller, ctx, kind, Some(id), command).await?;
-    Ok(notes_saved(out))
+    let replayed = out.replayed;
+    let mut response = notes_saved(out).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// `GET /api/v1/{kind}/{id}/status-notes`.
@@ -731,7 +755,8 @@ pub fn routes(router: axum::Router<AppState>, kind: RecordKind) -> axum::Router<
                 move |State(s): State<AppState>,
                       c: Caller,
                       Path(id): Path<String>,
-                      b: JsonObject| { append_notes(kind, s, c, id, b) },
+                      h: HeaderMap,
+                      b: JsonObject| { append_notes(kind, s, c, id, h, b) },
             ),
         )
         .route(

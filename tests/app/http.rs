@@ -733,6 +733,61 @@ both!(records_read_as_json, |app| {
     let _ = RecordKind::Invoice;
 });
 
+both!(
+    a_retried_line_with_an_idempotency_key_is_added_once,
+    |app| {
+        let api = Api::new(&app).with_token("sam").await;
+        let client = app.client("Smith").await;
+        let other = app.client("Jones").await;
+        let lines = format!("/api/v1/clients/{}/notes/lines", client.id);
+        let key = [("idempotency-key", "call-0042")];
+        let body = json!({"text": "Called about proofs.", "stamp": false});
+        let first = api
+            .send_with("POST", &lines, Some(body.clone()), &key)
+            .await;
+        assert_eq!(first.status, 200, "{}", first.body);
+        assert!(first.headers.get("idempotent-replayed").is_none());
+        // The phone system timed out and sends it again: the same answer, no second line.
+        let again = api
+            .send_with("POST", &lines, Some(body.clone()), &key)
+            .await;
+        assert_eq!((again.status, &again.body), (200, &first.body));
+        assert_eq!(again.headers["idempotent-replayed"], "true");
+        let before = app.log_size().await;
+        let notes = api
+            .get(&format!("/api/v1/clients/{}/notes", client.id))
+            .await;
+        assert_eq!(
+            (&notes.body["revision"], &notes.body["text"]),
+            (&json!(1), &json!("Called about proofs."))
+        );
+        // The key with another line, or on another record, is refused and writes nothing.
+        let r = api
+            .send_with("POST", &lines, Some(json!({"text": "Other."})), &key)
+            .await;
+        assert_eq!((r.status, problem_type(&r)), (422, "idempotency-mismatch"));
+        let r = api
+            .send_with(
+                "POST",
+                &format!("/api/v1/clients/{}/notes/lines", other.id),
+                Some(body.clone()),
+                &key,
+            )
+            .await;
+        assert_eq!((r.status, problem_type(&r)), (422, "idempotency-mismatch"));
+        assert_eq!(app.log_size().await, before);
+        // Without a key, sending twice adds twice: that is what the key is for.
+        for _ in 0..2 {
+            let r = api.send("POST", &lines, Some(body.clone())).await;
+            assert_eq!(r.status, 200);
+        }
+        let notes = api
+            .get(&format!("/api/v1/clients/{}/notes", client.id))
+            .await;
+        assert_eq!(notes.body["revision"], 3);
+    }
+);
+
 both!(a_line_added_over_http_needs_no_base_revision, |app| {
     let api = Api::new(&app).with_token("sam").await;
     let client = app.client("Smith").await;
