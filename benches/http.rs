@@ -1254,8 +1254,9 @@ impl LimitDb {
                 Workload::W3 => {
                     let id = *rng.pick(&s.clients);
                     let rows: Vec<(i64, i64, Vec<u8>)> = on_pool!(self, p => sqlx::query_as(
-                        "SELECT idx, ts, entry FROM audit_log WHERE record_type = $1 \
-                         AND record_id = $2 ORDER BY ts DESC, idx DESC LIMIT $3")
+                        "SELECT l.idx, l.ts, l.entry FROM audit_keys k \
+                         JOIN audit_log l ON l.idx = k.idx WHERE k.record_type = $1 \
+                         AND k.record_id = $2 ORDER BY k.ts DESC, k.idx DESC LIMIT $3")
                         .bind(RecordKind::Client.as_str())
                         .bind(id)
                         .bind(k.history_limit + 1)
@@ -1271,8 +1272,9 @@ impl LimitDb {
                         .div_euclid(1_000_000)
                         * 1_000_000;
                     let rows: Vec<(i64, i64, Vec<u8>)> = on_pool!(self, p => sqlx::query_as(
-                        "SELECT idx, ts, entry FROM audit_log WHERE ts >= $1 AND ts < $2 \
-                         AND actor_id = $3 ORDER BY ts DESC, idx DESC LIMIT $4")
+                        "SELECT l.idx, l.ts, l.entry FROM audit_keys k \
+                         JOIN audit_log l ON l.idx = k.idx WHERE k.ts >= $1 AND k.ts < $2 \
+                         AND k.actor_id = $3 ORDER BY k.ts DESC, k.idx DESC LIMIT $4")
                         .bind(to - week)
                         .bind(to)
                         .bind(*rng.pick(&users))

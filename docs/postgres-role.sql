@@ -23,8 +23,8 @@ GRANT SELECT, INSERT, UPDATE ON auth_sessions, api_tokens, idempotency_keys TO k
 GRANT SELECT, INSERT, DELETE ON sign_in_failures TO keeptrack_app;
 
 -- The log: append only. The head's size and root only grow (`audit verify` checks them).
-GRANT SELECT, INSERT ON audit_log, audit_tree, checkpoints, status_notes, note_revisions,
-    audit_archive TO keeptrack_app;
+GRANT SELECT, INSERT ON audit_log, audit_keys, audit_tree, checkpoints, status_notes,
+    note_revisions, audit_archive TO keeptrack_app;
 GRANT SELECT, UPDATE ON log_head TO keeptrack_app;
 -- Archiving (`audit archive`, `audit.retention_days`) empties an entry's body, which the
 -- guard trigger allows only inside a recorded run. Leave this out to forbid archiving.

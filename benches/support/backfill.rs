@@ -225,6 +225,14 @@ macro_rules! backfill_statements {
             }
             q.execute(&mut *$tx).await?;
         }
+        // The keys queries use, as the writer would copy them a few hundred at a time.
+        sqlx::query(
+            "INSERT INTO audit_keys (idx, ts, category, action, actor_id, record_type, \
+             record_id) SELECT idx, ts, category, action, actor_id, record_type, record_id \
+             FROM audit_log WHERE idx > (SELECT COALESCE(MAX(idx), -1) FROM audit_keys)",
+        )
+        .execute(&mut *$tx)
+        .await?;
         for chunk in $nodes.chunks(2000) {
             let sql = format!(
                 "INSERT INTO audit_tree (level, idx, hash) VALUES {}",

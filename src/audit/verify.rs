@@ -77,8 +77,9 @@ impl Report {
 }
 
 /// The triggers that keep the log append-only; a missing one is a warning.
-const GUARDS: [&str; 4] = [
+const GUARDS: [&str; 5] = [
     "audit_log_no_update",
+    "audit_keys_no_update",
     "audit_tree",
     "log_head_only_grows",
     "audit_archive",
@@ -343,6 +344,29 @@ pub async fn verify_from(
             Damage::Rewritten,
             None,
             "the head's root is not the root of the stored entries".into(),
+        );
+    }
+    // The query keys are copies of the columns checked above: a missing or changed one
+    // would hide its entry from queries, or show it where its bytes do not say.
+    let (keys, keyed_end, wrong) = audit_log::keys_check(db, from_idx, 10).await?;
+    if keys != keyed_end {
+        find(
+            Damage::Missing,
+            None,
+            format!(
+                "the query keys of {} entries below entry {keyed_end} are missing: queries \
+                 would not show those entries",
+                keyed_end - keys
+            ),
+        );
+    }
+    for idx in wrong {
+        find(
+            Damage::Edited,
+            Some(idx),
+            "the entry's query keys differ from its columns (or it has no entry): queries \
+             would show it where its bytes do not say"
+                .into(),
         );
     }
     let stored = u64::try_from(expected).unwrap_or(0);

@@ -31,6 +31,17 @@ const GATHER: std::time::Duration = std::time::Duration::from_micros(200);
 /// delayed the commands already in hand.
 const QUIET: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// How many entries may wait for their keys to reach `audit_keys` before a batch copies
+/// them in its own transaction. Each copy puts the keys of all of them on a few index
+/// pages (one per actor, category or action, and one per record), where writing them
+/// entry by entry put five pages in every commit; queries scan the ones still waiting,
+/// so this also bounds what that costs a query.
+const INDEX_EVERY: i64 = 256;
+
+/// How long the writer must have been idle before it copies the keys still waiting,
+/// so that a quiet log is soon fully indexed.
+const INDEX_IDLE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// What the writer remembers of the tree between batches: the size and root it left
 /// (appends by other processes extend that tree; anything else is tampering), and the
 /// alarm once raised, which stops all signing until a restart after `audit verify`.
@@ -45,6 +56,10 @@ struct Watch {
     clock_behind: bool,
     /// The actors the last committed batch resolved, while nobody else writes.
     actors: apply::Actors,
+    /// The log's size after the last commit, and how many of its entries have their
+    /// keys in `audit_keys` (as far as this writer knows: 0 until it has copied them).
+    logged: i64,
+    keyed: i64,
 }
 
 /// What `/metrics` shows of the writer: committed batches and the commands in them.
@@ -76,13 +91,30 @@ pub(super) async fn run(
         alarm: None,
         clock_behind: false,
         actors: apply::Actors::new(),
+        logged: 0,
+        keyed: 0,
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut expected = 0;
     // Waiting spins, which only a writer with a thread of its own may do: on PostgreSQL
     // the writer shares the runtime's threads with the very callers it would wait for.
     let gathers = conn.blocks();
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        let received = if watch.keyed < watch.logged {
+            let next = tokio::time::timeout(INDEX_IDLE, jobs.recv_many(&mut batch, MAX_BATCH));
+            match next.await {
+                Ok(n) => n,
+                Err(_) => {
+                    index_keys(&db, &conn, &seal, &mut watch).await;
+                    continue;
+                }
+            }
+        } else {
+            jobs.recv_many(&mut batch, MAX_BATCH).await
+        };
+        if received == 0 {
+            break;
+        }
         if gathers {
             gather(&mut jobs, &mut batch, expected);
         }
@@ -108,6 +140,21 @@ pub(super) async fn run(
             let _ = reply.send(result);
         }
     }
+}
+
+/// Copies the keys still waiting into `audit_keys`, in a transaction of their own. A
+/// failure is logged and left to the next batch that copies keys.
+async fn index_keys(db: &Db, conn: &WriteConn, seal: &Seal, watch: &mut Watch) {
+    let copied = async {
+        let mut tx = WriteTx::begin(db, conn, seal).await?;
+        audit_log::index_tail(&mut tx).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = copied {
+        tracing::warn!(error = %e, "the audit log's keys were not copied; the next batch will");
+    }
+    watch.keyed = watch.logged;
 }
 
 /// Waits up to `GATHER` for the batch to hold `expected` commands: those the last batch
@@ -312,13 +359,21 @@ async fn attempt(
         results.push(outcome);
         settled.map_err(|e| Abort::Failed(e.into()))?;
     }
+    let keys = state.next_idx - watch.keyed >= INDEX_EVERY;
     let finished = async {
         let moved = state.next_idx != start_size || state.rebuilt;
         state.finish(&mut tx, moved).await?;
+        if keys {
+            audit_log::index_tail(&mut tx).await?;
+        }
         tx.commit().await.map_err(Error::from)
     }
     .await;
     finished.map_err(Abort::Failed)?;
+    watch.logged = state.next_idx;
+    if keys {
+        watch.keyed = watch.logged;
+    }
     state.committed();
     watch.kept = Some(state);
     watch.actors = actors;

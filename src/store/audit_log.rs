@@ -125,6 +125,8 @@ pub struct Filter {
 }
 
 pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
+    // Each clause names its columns through `{t}`, so that it can read the keys of the
+    // indexed entries and the log's own columns for the tail.
     let mut clauses = Vec::new();
     let mut values = Vec::new();
     let mut add = |clause: &str, v: SqlValue| {
@@ -132,42 +134,42 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
         clauses.push(clause.replace('?', &format!("${}", values.len())));
     };
     if let Some(v) = f.from_ts {
-        add("ts >= ?", SqlValue::Int(Some(v)));
+        add("{t}ts >= ?", SqlValue::Int(Some(v)));
     }
     if let Some(v) = f.to_ts {
-        add("ts < ?", SqlValue::Int(Some(v)));
+        add("{t}ts < ?", SqlValue::Int(Some(v)));
     }
     if let Some(v) = f.actor_id {
-        add("actor_id = ?", SqlValue::Int(Some(v)));
+        add("{t}actor_id = ?", SqlValue::Int(Some(v)));
     }
     if let Some(v) = &f.category {
-        add("category = ?", SqlValue::Text(Some(v.clone())));
+        add("{t}category = ?", SqlValue::Text(Some(v.clone())));
     }
     if let Some(v) = &f.action {
-        add("action = ?", SqlValue::Text(Some(v.clone())));
+        add("{t}action = ?", SqlValue::Text(Some(v.clone())));
     }
     if let Some(v) = &f.record_type {
-        add("record_type = ?", SqlValue::Text(Some(v.clone())));
+        add("{t}record_type = ?", SqlValue::Text(Some(v.clone())));
     }
     if let Some(v) = f.record_id {
-        add("record_id = ?", SqlValue::Int(Some(v)));
+        add("{t}record_id = ?", SqlValue::Int(Some(v)));
     }
     if let Some((ts, idx)) = f.before {
         values.push(SqlValue::Int(Some(ts)));
         values.push(SqlValue::Int(Some(idx)));
         clauses.push(format!(
-            "(ts < ${a} OR (ts = ${a} AND idx < ${b}))",
+            "({{t}}ts < ${a} OR ({{t}}ts = ${a} AND {{t}}idx < ${b}))",
             a = values.len() - 1,
             b = values.len()
         ));
     }
     values.push(SqlValue::Int(Some(f.limit)));
     // Archived entries keep their row but not their body: they are in archive files.
-    clauses.push("length(entry) > 0".to_owned());
-    let filter = format!("WHERE {}", clauses.join(" AND "));
-    let sql = format!(
-        "SELECT idx, ts, entry FROM audit_log {filter} ORDER BY ts DESC, idx DESC LIMIT ${}",
-        values.len()
+    clauses.push("length(l.entry) > 0".to_owned());
+    let sql = newest_first(
+        &clauses,
+        &format!("${}", values.len()),
+        "l.idx, l.ts, l.entry",
     );
     let mut conn = db.reader().await?;
     let rows: Vec<(i64, i64, Vec<u8>)> = statement(sql)
@@ -178,6 +180,67 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
         .into_iter()
         .map(|(idx, ts, bytes)| StoredEntry { idx, ts, bytes })
         .collect())
+}
+
+/// The entries whose keys meet every clause, newest first, at most `limit`, as
+/// `columns` of `audit_log l` (naming `idx` and `ts` among them): those already in
+/// `audit_keys` through its indexes, and the tail after them (a few hundred entries at
+/// most, see the writer) from the log itself. A clause names a key's table as `{t}`.
+/// One statement, so both parts read the same snapshot.
+pub(crate) fn newest_first(clauses: &[String], limit: &str, columns: &str) -> String {
+    let both = |t: &str| {
+        let all: Vec<String> = clauses.iter().map(|c| c.replace("{t}", t)).collect();
+        all.join(" AND ")
+    };
+    format!(
+        "SELECT * FROM (SELECT {columns} FROM audit_keys k JOIN audit_log l ON l.idx = k.idx \
+           WHERE {indexed} ORDER BY k.ts DESC, k.idx DESC LIMIT {limit}) AS indexed \
+         UNION ALL SELECT * FROM (SELECT {columns} FROM audit_log l \
+           WHERE l.idx > {KEYED} AND {tail} ORDER BY l.ts DESC, l.idx DESC LIMIT {limit}) AS tail \
+         ORDER BY ts DESC, idx DESC LIMIT {limit}",
+        indexed = both("k."),
+        tail = both("l."),
+    )
+}
+
+/// The index of the last entry whose keys are in `audit_keys` (-1 for none): keys are
+/// added in index order without gaps, so everything after it is the unindexed tail.
+const KEYED: &str = "(SELECT COALESCE(MAX(idx), -1) FROM audit_keys)";
+
+/// Copies the keys of every entry not yet in `audit_keys` there, in the writer's
+/// transaction; answers how many. Entries commit in index order, so the unindexed ones
+/// are always the newest; a second writer doing the same at the same time (servers
+/// sharing PostgreSQL) leaves its copies to whichever commits first.
+pub async fn index_tail(tx: &mut WriteTx) -> Result<u64> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO audit_keys (idx, ts, category, action, actor_id, record_type, \
+             record_id) SELECT idx, ts, category, action, actor_id, record_type, record_id \
+             FROM audit_log WHERE idx > {KEYED} ORDER BY idx ON CONFLICT (idx) DO NOTHING"
+        )
+    });
+    statement(SQL.as_str()).execute(tx.run()).await
+}
+
+/// How many entries have their keys in `audit_keys`, the highest such index plus one,
+/// and the first keys (at most `limit`, from `from` on) that are not a copy of their
+/// entry's columns or have no entry at all.
+pub async fn keys_check(db: &Db, from: i64, limit: i64) -> Result<(i64, i64, Vec<i64>)> {
+    let mut conn = db.acquire().await?;
+    let (count, end): (i64, i64) = on_conn!(conn.conn(), c => sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(MAX(idx), -1) + 1 FROM audit_keys")
+        .fetch_one(&mut *c).await?);
+    // `=` with COALESCE rather than IS NOT DISTINCT FROM, which SQLite spells `IS`.
+    let sql = "SELECT k.idx FROM audit_keys k LEFT JOIN audit_log l ON l.idx = k.idx \
+               WHERE k.idx >= $1 AND NOT (l.idx IS NOT NULL AND k.ts = l.ts \
+               AND k.category = l.category AND k.action = l.action \
+               AND COALESCE(k.actor_id, -1) = COALESCE(l.actor_id, -1) \
+               AND COALESCE(k.record_type, '') = COALESCE(l.record_type, '') \
+               AND COALESCE(k.record_id, -1) = COALESCE(l.record_id, -1)) \
+               ORDER BY k.idx LIMIT $2";
+    let bad: Vec<(i64,)> = on_conn!(conn.conn(), c => sqlx::query_as(sql)
+        .bind(from).bind(limit).fetch_all(&mut *c).await?);
+    Ok((count, end, bad.into_iter().map(|(i,)| i).collect()))
 }
 
 /// A stored tree node: (level, index) → hash.
@@ -563,10 +626,13 @@ pub async fn archive_runs(db: &Db) -> Result<Vec<ArchiveRun>> {
 
 /// The first entry timed at or after `ts`, if any, under the writer's lock.
 pub async fn first_at_or_after_for_write(tx: &mut WriteTx, ts: i64) -> Result<Option<i64>> {
-    statement("SELECT MIN(idx) FROM audit_log WHERE ts >= $1")
-        .bind(ts)
-        .scalar(tx.run())
-        .await
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT MIN(i) FROM (SELECT MIN(idx) AS i FROM audit_keys WHERE ts >= $1 \
+             UNION ALL SELECT MIN(idx) FROM audit_log WHERE idx > {KEYED} AND ts >= $1) AS m"
+        )
+    });
+    statement(SQL.as_str()).bind(ts).scalar(tx.run()).await
 }
 
 /// Entries `[from, to)` as stored: index, bytes and leaf hash, in index order.
@@ -611,8 +677,12 @@ pub async fn clear_bodies(tx: &mut WriteTx, from: i64, to: i64) -> Result<()> {
 
 /// The newest entry whose action column says `archive`, below `size`: (index, bytes).
 pub async fn newest_archive_entry(db: &Db, size: i64) -> Result<Option<(i64, Vec<u8>)>> {
-    let sql = "SELECT idx, entry FROM audit_log WHERE action = 'archive' AND idx < $1 \
-               ORDER BY idx DESC LIMIT 1";
-    let mut conn = db.acquire().await?;
-    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).bind(size).fetch_optional(&mut *c).await?))
+    let sql = newest_first(
+        &["{t}action = 'archive'".to_owned(), "{t}idx < $1".to_owned()],
+        "1",
+        "l.idx, l.ts, l.entry",
+    );
+    let sql = format!("SELECT idx, entry FROM ({sql}) AS newest");
+    let mut conn = db.reader().await?;
+    statement(sql).bind(size).fetch_optional(conn.run()).await
 }

@@ -1,9 +1,11 @@
 //! A page of a record's history read in one statement: its audit entries, status notes
 //! and notes revisions, each source newest first, for `audit::history` to merge.
 
+use std::sync::LazyLock;
+
 use super::{
     Db, Result, SqlValue,
-    audit_log::StoredEntry,
+    audit_log::{self, StoredEntry},
     notes::{Author, Revision, StatusNote},
     statement,
 };
@@ -32,14 +34,22 @@ pub struct Page {
 /// The three reads as one statement: on PostgreSQL each would be a round trip of its own,
 /// and a history page is read far more often than anything is written. Every source keeps
 /// its own index and its own limit; the typed NULLs let both databases match the columns.
-const SQL: &str = "\
-SELECT * FROM (SELECT CAST(2 AS BIGINT) AS src, ts, idx AS k, entry, \
-    CAST(NULL AS TEXT) AS who_kind, CAST(NULL AS BIGINT) AS who_id, \
-    CAST(NULL AS TEXT) AS initials, CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS body, \
-    CAST(NULL AS BIGINT) AS audit_idx \
-  FROM audit_log WHERE record_type = $1 AND record_id = $2 \
-    AND (ts < $3 OR (ts = $3 AND idx < $4)) AND length(entry) > 0 \
-  ORDER BY ts DESC, idx DESC LIMIT $9) AS e \
+static SQL: LazyLock<String> = LazyLock::new(|| {
+    let entries = audit_log::newest_first(
+        &[
+            "{t}record_type = $1".to_owned(),
+            "{t}record_id = $2".to_owned(),
+            "({t}ts < $3 OR ({t}ts = $3 AND {t}idx < $4))".to_owned(),
+            "length(l.entry) > 0".to_owned(),
+        ],
+        "$9",
+        "CAST(2 AS BIGINT) AS src, l.ts AS ts, l.idx AS idx, l.entry AS entry, \
+         CAST(NULL AS TEXT) AS who_kind, CAST(NULL AS BIGINT) AS who_id, \
+         CAST(NULL AS TEXT) AS initials, CAST(NULL AS TEXT) AS name, \
+         CAST(NULL AS TEXT) AS body, CAST(NULL AS BIGINT) AS audit_idx",
+    );
+    format!(
+        "SELECT * FROM ({entries}) AS e \
 UNION ALL SELECT * FROM (SELECT CAST(1 AS BIGINT), ts, id, CAST(NULL AS BYTEA), actor_kind, \
     actor_id, actor_initials, CAST(NULL AS TEXT), body, audit_idx \
   FROM status_notes WHERE record_type = $1 AND record_id = $2 \
@@ -49,7 +59,9 @@ UNION ALL SELECT * FROM (SELECT CAST(0 AS BIGINT), ts, revision, CAST(NULL AS BY
     author_kind, author_id, author_initials, author_name, body, CAST(NULL AS BIGINT) \
   FROM note_revisions WHERE record_type = $1 AND record_id = $2 \
     AND (ts < $7 OR (ts = $7 AND revision < $8)) \
-  ORDER BY revision DESC LIMIT $10) AS r";
+  ORDER BY revision DESC LIMIT $10) AS r"
+    )
+});
 
 type Row = (
     i64,
@@ -81,7 +93,7 @@ pub async fn page(
         from(bounds.revisions),
     );
     let mut conn = db.reader().await?;
-    let rows: Vec<Row> = statement(SQL)
+    let rows: Vec<Row> = statement(SQL.as_str())
         .bind(kind.as_str())
         .bind(id)
         .bind_all([e.0, e.1, s.0, s.1, r.0, r.1, limit, revisions_limit].map(SqlValue::from))

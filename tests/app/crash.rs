@@ -15,13 +15,15 @@ use keeptrack::store::Db;
 use crate::helpers::{new_database_url, verify_now};
 
 /// Every client by id, and how many clients lack their creation entry or entries their
-/// client. The counts come from one statement, so one snapshot: on PostgreSQL a killed
+/// client (read in one pass over the log, which has no index on records: its keys are in
+/// `audit_keys`, copied after the entries). The counts come from one statement, so one snapshot: on PostgreSQL a killed
 /// process's last COMMIT may still be landing while we look.
 async fn state(db: &Db) -> (HashMap<i64, (String, String)>, i64, i64) {
     let clients = "SELECT id, first_name, last_name FROM clients";
     let mismatches = "SELECT \
-        (SELECT COUNT(*) FROM clients c WHERE NOT EXISTS (SELECT 1 FROM audit_log a \
-            WHERE a.record_type = 'client' AND a.action = 'create' AND a.record_id = c.id)), \
+        (SELECT COUNT(*) FROM clients c LEFT JOIN (SELECT DISTINCT record_id FROM audit_log \
+            WHERE record_type = 'client' AND action = 'create') a ON a.record_id = c.id \
+            WHERE a.record_id IS NULL), \
         (SELECT COUNT(*) FROM audit_log a WHERE a.record_type = 'client' AND a.action = 'create' \
             AND NOT EXISTS (SELECT 1 FROM clients c WHERE c.id = a.record_id))";
     type Client = (i64, Option<String>, String);

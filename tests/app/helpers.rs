@@ -303,11 +303,14 @@ pub async fn drop_guards(db: &Db) {
             "DROP TRIGGER log_head_only_grows",
             "DROP TRIGGER audit_tree_no_update",
             "DROP TRIGGER audit_tree_no_delete",
+            "DROP TRIGGER audit_keys_no_update",
+            "DROP TRIGGER audit_keys_no_delete",
         ],
         Db::Postgres(_) => &[
             "ALTER TABLE audit_log DISABLE TRIGGER USER",
             "ALTER TABLE log_head DISABLE TRIGGER USER",
             "ALTER TABLE audit_tree DISABLE TRIGGER USER",
+            "ALTER TABLE audit_keys DISABLE TRIGGER USER",
         ],
     };
     for s in sql {

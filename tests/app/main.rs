@@ -6,6 +6,7 @@ mod helpers;
 
 mod access;
 mod archive;
+mod audit_keys;
 mod audit_queries;
 mod checkpoints;
 mod cli;
