@@ -196,7 +196,7 @@ pub(crate) fn newest_first(clauses: &[String], limit: &str, columns: &str) -> St
         "SELECT * FROM (SELECT {columns} FROM audit_keys k JOIN audit_log l ON l.idx = k.idx \
            WHERE {indexed} ORDER BY k.ts DESC, k.idx DESC LIMIT {limit}) AS indexed \
          UNION ALL SELECT * FROM (SELECT {columns} FROM audit_log l \
-           WHERE l.idx > {KEYED} AND {tail} ORDER BY l.ts DESC, l.idx DESC LIMIT {limit}) AS tail \
+           WHERE {TAIL} AND {tail} ORDER BY l.ts DESC, l.idx DESC LIMIT {limit}) AS tail \
          ORDER BY ts DESC, idx DESC LIMIT {limit}",
         indexed = both("k."),
         tail = both("l."),
@@ -206,6 +206,14 @@ pub(crate) fn newest_first(clauses: &[String], limit: &str, columns: &str) -> St
 /// The index of the last entry whose keys are in `audit_keys` (-1 for none): keys are
 /// added in index order without gaps, so everything after it is the unindexed tail.
 const KEYED: &str = "(SELECT COALESCE(MAX(idx), -1) FROM audit_keys)";
+
+/// The unindexed tail: after the keyed entries, below the head. The upper bound is true
+/// of every entry of the log; it is there for PostgreSQL's planner, which takes a lone
+/// `idx > (subquery)` to match a third of the log and plans a parallel scan for it (a
+/// millisecond of worker start-up in every query), but a range bounded on both sides
+/// for the few rows it is.
+const TAIL: &str = "l.idx > (SELECT COALESCE(MAX(idx), -1) FROM audit_keys) \
+                    AND l.idx < (SELECT size FROM log_head WHERE id = 1)";
 
 /// Copies the keys of every entry not yet in `audit_keys` there, in the writer's
 /// transaction; answers how many. Entries commit in index order, so the unindexed ones
@@ -629,7 +637,7 @@ pub async fn first_at_or_after_for_write(tx: &mut WriteTx, ts: i64) -> Result<Op
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "SELECT MIN(i) FROM (SELECT MIN(idx) AS i FROM audit_keys WHERE ts >= $1 \
-             UNION ALL SELECT MIN(idx) FROM audit_log WHERE idx > {KEYED} AND ts >= $1) AS m"
+             UNION ALL SELECT MIN(l.idx) FROM audit_log l WHERE {TAIL} AND l.ts >= $1) AS m"
         )
     });
     statement(SQL.as_str()).bind(ts).scalar(tx.run()).await
