@@ -235,14 +235,14 @@ macro_rules! backfill_statements {
         .await?;
         for chunk in $nodes.chunks(2000) {
             let sql = format!(
-                "INSERT INTO audit_tree (level, idx, hash) VALUES {}",
+                "INSERT INTO audit_tree (leaf, level, hash) VALUES {}",
                 placeholders(chunk.len(), 3, $numbered)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (level, i, hash) in chunk {
                 q = q
+                    .bind(i64::try_from(audit_log::completing_leaf(*level, *i))?)
                     .bind(i64::from(*level))
-                    .bind(i64::try_from(*i)?)
                     .bind(hash.as_slice());
             }
             q.execute(&mut *$tx).await?;

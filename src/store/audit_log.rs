@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use serde::Serialize;
 
-use super::{Db, Result, Run, SqlValue, WriteTx, bind_all, on_conn, statement, trusted};
+use super::{Db, Result, Run, SqlValue, WriteTx, on_conn, statement};
 
 /// What the ledger appends: the bytes, their leaf hash, and the columns queries use.
 #[derive(Clone, Debug)]
@@ -254,6 +254,29 @@ pub async fn keys_check(db: &Db, from: i64, limit: i64) -> Result<(i64, i64, Vec
 /// A stored tree node: (level, index) → hash.
 pub type Node = (u8, u64, [u8; 32]);
 
+/// The leaf whose append completes node `(level, idx)`, which spans the leaves
+/// `[idx·2^level, (idx+1)·2^level)`: `audit_tree` is keyed by it, then by level, so the
+/// nodes one append completes are neighbours in the key.
+pub fn completing_leaf(level: u8, idx: u64) -> u64 {
+    ((idx + 1) << level) - 1
+}
+
+/// The node stored under `(leaf, level)`, if that key names one: a leaf completes a node
+/// at `level` only when the node's span ends there.
+pub(super) fn node_at(leaf: i64, level: i64, hash: Vec<u8>) -> Result<Node> {
+    let corrupt = |what: &str| {
+        super::Error::Corrupt(format!("tree node at leaf {leaf}, level {level} {what}"))
+    };
+    let (Ok(level8), Ok(leaf)) = (u8::try_from(level), u64::try_from(leaf)) else {
+        return Err(corrupt("has an impossible key"));
+    };
+    if level8 > 62 || (leaf + 1) % (1u64 << level8) != 0 {
+        return Err(corrupt("ends no subtree"));
+    }
+    let hash = hash.try_into().map_err(|_| corrupt("is not 32 bytes"))?;
+    Ok((level8, ((leaf + 1) >> level8) - 1, hash))
+}
+
 /// The stored nodes with these ids. Level 0, the leaves, is each entry's own leaf hash in
 /// `audit_log`; `audit_tree` holds the nodes above it.
 async fn nodes_in(run: Run<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
@@ -268,9 +291,9 @@ async fn nodes_in(run: Run<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
             values.push(int(*idx));
             leaves.push(format!("${}", values.len()));
         } else {
-            values.extend([int(u64::from(*level)), int(*idx)]);
+            values.extend([int(completing_leaf(*level, *idx)), int(u64::from(*level))]);
             above.push(format!(
-                "(level = ${} AND idx = ${})",
+                "(leaf = ${} AND level = ${})",
                 values.len() - 1,
                 values.len()
             ));
@@ -279,13 +302,13 @@ async fn nodes_in(run: Run<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
     let mut selects = Vec::new();
     if !above.is_empty() {
         selects.push(format!(
-            "SELECT level, idx, hash FROM audit_tree WHERE {}",
+            "SELECT leaf, level, hash FROM audit_tree WHERE {}",
             above.join(" OR ")
         ));
     }
     if !leaves.is_empty() {
         selects.push(format!(
-            "SELECT CAST(0 AS BIGINT) AS level, idx, leaf_hash AS hash FROM audit_log \
+            "SELECT idx AS leaf, CAST(0 AS BIGINT) AS level, leaf_hash AS hash FROM audit_log \
              WHERE idx IN ({})",
             leaves.join(", ")
         ));
@@ -293,12 +316,7 @@ async fn nodes_in(run: Run<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
     let sql = selects.join(" UNION ALL ");
     let rows: Vec<(i64, i64, Vec<u8>)> = statement(sql).bind_all(values).fetch_all(run).await?;
     rows.into_iter()
-        .map(|(level, idx, hash)| {
-            let hash: [u8; 32] = hash.try_into().map_err(|_| {
-                super::Error::Corrupt(format!("tree node {level}/{idx} is not 32 bytes"))
-            })?;
-            Ok((level as u8, idx as u64, hash))
-        })
+        .map(|(leaf, level, hash)| node_at(leaf, level, hash))
         .collect()
 }
 
@@ -325,14 +343,16 @@ fn upper(nodes: &[Node]) -> Vec<Node> {
 fn node_values(nodes: &[Node]) -> impl Iterator<Item = SqlValue> + '_ {
     nodes.iter().flat_map(|(level, idx, hash)| {
         [
+            SqlValue::Int(Some(
+                i64::try_from(completing_leaf(*level, *idx)).unwrap_or(i64::MAX),
+            )),
             SqlValue::Int(Some(i64::from(*level))),
-            SqlValue::Int(Some(i64::try_from(*idx).unwrap_or(i64::MAX))),
             SqlValue::Bytes(Some(hash.to_vec())),
         ]
     })
 }
 
-const INSERT_NODES: &str = "INSERT INTO audit_tree (level, idx, hash) VALUES ";
+const INSERT_NODES: &str = "INSERT INTO audit_tree (leaf, level, hash) VALUES ";
 
 /// Stores the nodes appends completed above the leaves.
 pub async fn insert_nodes(tx: &mut WriteTx, nodes: &[Node]) -> Result<()> {
@@ -473,57 +493,17 @@ pub async fn rows(db: &Db, from_idx: i64, to_idx: i64, limit: i64) -> Result<Vec
         .await?))
 }
 
-/// Per level `L` above the leaves, the range `[lo, hi)` of the nodes `(L, i)` completed by
-/// the leaves `[from, to)`: node `(L, i)` spans leaves `[i·2^L, (i+1)·2^L)`, so it is
-/// completed by leaf `(i+1)·2^L - 1`.
-pub(super) fn node_ranges(from_leaf: u64, to_leaf: u64) -> Vec<(u32, u64, u64)> {
-    (1..63u32)
-        .map(|level| {
-            let lo = ((from_leaf + (1 << level)) >> level).saturating_sub(1);
-            (level, lo, to_leaf >> level)
-        })
-        .take_while(|(_, _, hi)| *hi > 0)
-        .filter(|(_, lo, hi)| lo < hi)
-        .collect()
-}
-
-/// The stored tree nodes above the leaves completed by the leaves `[from, to)`: at each
-/// level one range of the `(level, idx)` key, so no scan of the whole tree.
+/// The stored tree nodes above the leaves completed by the leaves `[from, to)`: one range
+/// of `audit_tree`'s key, so no scan of the whole tree.
 pub async fn nodes_in_range(db: &Db, from_leaf: u64, to_leaf: u64) -> Result<Vec<Node>> {
-    let ranges = node_ranges(from_leaf, to_leaf);
-    if ranges.is_empty() {
-        return Ok(Vec::new());
-    }
-    let int = |v: u64| SqlValue::Int(Some(i64::try_from(v).unwrap_or(i64::MAX)));
-    let mut clauses = Vec::new();
-    let mut values = Vec::new();
-    for (level, lo, hi) in &ranges {
-        let n = values.len();
-        clauses.push(format!(
-            "(level = ${} AND idx >= ${} AND idx < ${})",
-            n + 1,
-            n + 2,
-            n + 3
-        ));
-        values.extend([int(u64::from(*level)), int(*lo), int(*hi)]);
-    }
-    let sql = format!(
-        "SELECT level, idx, hash FROM audit_tree WHERE {}",
-        clauses.join(" OR ")
-    );
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let sql =
+        "SELECT leaf, level, hash FROM audit_tree WHERE leaf >= $1 AND leaf < $2 AND level > 0";
     let mut conn = db.acquire().await?;
-    let rows = on_conn!(conn.conn(), c =>
-        bind_all(sqlx::query(trusted(sql)), values).fetch_all(&mut *c).await?
-            .iter()
-            .map(|r| Ok((sqlx::Row::try_get(r, 0)?, sqlx::Row::try_get(r, 1)?, sqlx::Row::try_get(r, 2)?)))
-            .collect::<Result<Vec<(i64, i64, Vec<u8>)>, sqlx::Error>>()?);
+    let rows: Vec<(i64, i64, Vec<u8>)> = on_conn!(conn.conn(), c =>
+        sqlx::query_as(sql).bind(int(from_leaf)).bind(int(to_leaf)).fetch_all(&mut *c).await?);
     rows.into_iter()
-        .map(|(level, idx, hash)| {
-            let hash: [u8; 32] = hash.try_into().map_err(|_| {
-                super::Error::Corrupt(format!("tree node {level}/{idx} is not 32 bytes"))
-            })?;
-            Ok((level as u8, idx as u64, hash))
-        })
+        .map(|(leaf, level, hash)| node_at(leaf, level, hash))
         .collect()
 }
 

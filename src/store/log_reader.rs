@@ -207,22 +207,21 @@ impl Connections {
     }
 }
 
-/// The stored nodes completed by the leaves `[from, to)`, one key range per level.
+/// The stored nodes completed by the leaves `[from, to)`: one range of the tree's key.
 fn nodes(conn: &rusqlite::Connection, from: u64, to: u64) -> Result<Vec<Node>> {
     let mut stmt = conn.prepare(
-        "SELECT idx, hash FROM audit_tree WHERE level = ?1 AND idx >= ?2 AND idx < ?3 \
-         ORDER BY idx",
+        "SELECT leaf, level, hash FROM audit_tree WHERE leaf >= ?1 AND leaf < ?2 AND level > 0",
     )?;
+    let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let mut rows = stmt.query((as_i64(from), as_i64(to)))?;
     let mut nodes = Vec::new();
-    for (level, lo, hi) in audit_log::node_ranges(from, to) {
-        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let mut rows = stmt.query((i64::from(level), as_i64(lo), as_i64(hi)))?;
-        while let Some(r) = rows.next()? {
-            let idx = integer(r.get_ref(0)?);
-            let hash = <[u8; 32]>::try_from(bytes(r.get_ref(1)?))
-                .map_err(|_| Error::Corrupt(format!("tree node {level}/{idx} is not 32 bytes")))?;
-            nodes.push((level as u8, u64::try_from(idx).unwrap_or(u64::MAX), hash));
-        }
+    while let Some(r) = rows.next()? {
+        let (leaf, level) = (integer(r.get_ref(0)?), integer(r.get_ref(1)?));
+        nodes.push(audit_log::node_at(
+            leaf,
+            level,
+            bytes(r.get_ref(2)?).to_vec(),
+        )?);
     }
     Ok(nodes)
 }

@@ -76,7 +76,8 @@ pub(crate) async fn rehash_everything(db: &Db) {
             exec(
                 db,
                 &format!(
-                    "INSERT INTO audit_tree (level, idx, hash) VALUES ({level}, {idx}, {lit})"
+                    "INSERT INTO audit_tree (leaf, level, hash) VALUES ({}, {level}, {lit})",
+                    store::audit_log::completing_leaf(level, idx)
                 ),
             )
             .await;
@@ -343,7 +344,10 @@ both!(
         let (level, idx) = Frontier::node_ids(size)[0];
         exec(
             &app.db,
-            &format!("UPDATE audit_tree SET hash = {forged} WHERE level = {level} AND idx = {idx}"),
+            &format!(
+                "UPDATE audit_tree SET hash = {forged} WHERE level = {level} AND leaf = {}",
+                store::audit_log::completing_leaf(level, idx)
+            ),
         )
         .await;
         // Writes go on, extending the writer's own tree...

@@ -209,7 +209,10 @@ both!(a_deleted_or_forged_tree_node_is_found_at_its_entry, |app| {
     let k = middle / 2;
     exec(
         &app.db,
-        &format!("DELETE FROM audit_tree WHERE level = 1 AND idx = {k}"),
+        &format!(
+            "DELETE FROM audit_tree WHERE level = 1 AND leaf = {}",
+            2 * k + 1
+        ),
     )
     .await;
     let report = verify_now(&app.db).await;
@@ -230,7 +233,10 @@ both!(a_deleted_or_forged_tree_node_is_found_at_its_entry, |app| {
     };
     exec(
         &app.db,
-        &format!("INSERT INTO audit_tree (level, idx, hash) VALUES (1, {k}, {forged})"),
+        &format!(
+            "INSERT INTO audit_tree (leaf, level, hash) VALUES ({}, 1, {forged})",
+            2 * k + 1
+        ),
     )
     .await;
     let report = verify_now(&app.db).await;
@@ -238,5 +244,35 @@ both!(a_deleted_or_forged_tree_node_is_found_at_its_entry, |app| {
         first(&report),
         Some((Damage::Rewritten, Some(2 * k + 1))),
         "{report:?}"
+    );
+});
+
+both!(a_tree_row_under_a_key_no_node_has_stops_verify, |app| {
+    let [_, middle, _] = studio(&app).await;
+    // Leaf 2k completes no node at level 1 (node 1/k ends at leaf 2k+1): a row there is
+    // no node of the tree, and verify says so rather than reading it as one.
+    let leaf = middle / 2 * 2;
+    let forged = match app.db {
+        Db::Sqlite(_, _) => format!("X'{}'", "ab".repeat(32)),
+        Db::Postgres(_) => format!("'\\x{}'::bytea", "ab".repeat(32)),
+    };
+    exec(
+        &app.db,
+        &format!("INSERT INTO audit_tree (leaf, level, hash) VALUES ({leaf}, 1, {forged})"),
+    )
+    .await;
+    let error = keeptrack::audit::verify::verify(
+        &app.db,
+        keeptrack::audit::verify::Anchors::default(),
+        keeptrack::clock::now(),
+        |_, _| {},
+    )
+    .await
+    .expect_err("a row that is no node of the tree");
+    assert!(
+        error.to_string().contains(&format!(
+            "tree node at leaf {leaf}, level 1 ends no subtree"
+        )),
+        "{error}"
     );
 });

@@ -81,8 +81,39 @@ async fn upgrade(postgres: bool) {
     // before the upgrade adds it.
     let head_writes = "ALTER TABLE log_head ADD COLUMN writes BIGINT NOT NULL DEFAULT 0";
     exec(&db, head_writes).await;
+    // Likewise it keys tree nodes by their leaf (0012): it writes a table of that shape,
+    // whose nodes go back into the old table, guards and all, before the upgrade.
+    exec(&db, "ALTER TABLE audit_tree RENAME TO audit_tree_old").await;
+    exec(
+        &db,
+        "CREATE TABLE audit_tree (leaf BIGINT NOT NULL, level BIGINT NOT NULL, \
+         hash BYTEA NOT NULL, PRIMARY KEY (leaf, level))",
+    )
+    .await;
     let ledger = Ledger::start(db.clone()).await.unwrap();
     add_clients(&ledger, 12).await;
+    let origin = preferences::all(&db).await.unwrap()["log.origin"].clone();
+    let signer = Signer::generate(&origin).unwrap();
+    let key = Verifier::from_vkey(&signer.verifier().to_vkey()).unwrap();
+    let old = checkpoint(&db, &signer).await;
+    drop(ledger);
+    exec(&db, "ALTER TABLE log_head DROP COLUMN writes").await;
+    let back = [
+        "INSERT INTO audit_tree_old (level, idx, hash) \
+         SELECT level, ((leaf + 1) >> CAST(level AS INTEGER)) - 1, hash FROM audit_tree",
+        "DROP TABLE audit_tree",
+        "ALTER TABLE audit_tree_old RENAME TO audit_tree",
+    ];
+    match &db {
+        // One SQLite connection for all three: another one in the pool may still hold the
+        // schema from before the DROP, and a RENAME checks names against its own copy.
+        Db::Sqlite(_, _) => exec(&db, &back.join("; ")).await,
+        Db::Postgres(_) => {
+            for sql in back {
+                exec(&db, sql).await;
+            }
+        }
+    }
     // The writer before 0007 also stored every leaf hash as level 0 of the tree table.
     for row in audit_log::rows(&db, 0, i64::MAX, 10_000).await.unwrap() {
         let hex: String = row.leaf_hash.iter().map(|b| format!("{b:02x}")).collect();
@@ -99,12 +130,6 @@ async fn upgrade(postgres: bool) {
         )
         .await;
     }
-    let origin = preferences::all(&db).await.unwrap()["log.origin"].clone();
-    let signer = Signer::generate(&origin).unwrap();
-    let key = Verifier::from_vkey(&signer.verifier().to_vkey()).unwrap();
-    let old = checkpoint(&db, &signer).await;
-    drop(ledger);
-    exec(&db, "ALTER TABLE log_head DROP COLUMN writes").await;
 
     assert!(count(&db, "SELECT COUNT(*) FROM audit_tree WHERE level = 0").await > 12);
     db.migrate().await.unwrap();
