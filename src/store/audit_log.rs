@@ -258,7 +258,10 @@ pub type Node = (u8, u64, [u8; 32]);
 /// `[idx·2^level, (idx+1)·2^level)`: `audit_tree` is keyed by it, then by level, so the
 /// nodes one append completes are neighbours in the key.
 pub fn completing_leaf(level: u8, idx: u64) -> u64 {
-    ((idx + 1) << level) - 1
+    // Saturating: a node past any possible log (an id asked for by a bad proof request)
+    // gets a key no row has, and is simply not found.
+    let width = 1u64.checked_shl(u32::from(level)).unwrap_or(u64::MAX);
+    idx.saturating_add(1).saturating_mul(width) - 1
 }
 
 /// The node stored under `(leaf, level)`, if that key names one: a leaf completes a node
@@ -673,4 +676,34 @@ pub async fn newest_archive_entry(db: &Db, size: i64) -> Result<Option<(i64, Vec
     let sql = format!("SELECT idx, entry FROM ({sql}) AS newest");
     let mut conn = db.reader().await?;
     statement(sql).bind(size).fetch_optional(conn.run()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_found_under_the_leaf_that_completes_it() {
+        // Node 2/1 spans leaves 4..8, so leaf 7 completes it; leaf 6 completes none at 2.
+        assert_eq!(completing_leaf(2, 1), 7);
+        assert_eq!(completing_leaf(0, 9), 9);
+        for level in 0..20u8 {
+            for idx in [0u64, 1, 2, 5, 1000] {
+                let leaf = i64::try_from(completing_leaf(level, idx)).unwrap();
+                let node = node_at(leaf, i64::from(level), vec![7; 32]).unwrap();
+                assert_eq!(node, (level, idx, [7; 32]));
+            }
+        }
+        assert!(node_at(6, 2, vec![0; 32]).is_err());
+        assert!(node_at(7, 2, vec![0; 31]).is_err());
+        assert!(node_at(-1, 1, vec![0; 32]).is_err());
+        assert!(node_at(7, 70, vec![0; 32]).is_err());
+    }
+
+    #[test]
+    fn a_node_past_any_log_gets_a_key_no_row_has() {
+        assert_eq!(completing_leaf(63, 5), u64::MAX - 1);
+        assert_eq!(completing_leaf(200, 0), u64::MAX - 1);
+        assert_eq!(completing_leaf(0, u64::MAX), u64::MAX - 1);
+    }
 }
