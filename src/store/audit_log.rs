@@ -205,15 +205,24 @@ pub(crate) fn newest_first(clauses: &[String], limit: &str, columns: &str) -> St
 
 /// The index of the last entry whose keys are in `audit_keys` (-1 for none): keys are
 /// added in index order without gaps, so everything after it is the unindexed tail.
-const KEYED: &str = "(SELECT COALESCE(MAX(idx), -1) FROM audit_keys)";
+/// A macro so that [`TAIL`] can be built from it at compile time.
+macro_rules! keyed {
+    () => {
+        "(SELECT COALESCE(MAX(idx), -1) FROM audit_keys)"
+    };
+}
+const KEYED: &str = keyed!();
 
 /// The unindexed tail: after the keyed entries, below the head. The upper bound is true
 /// of every entry of the log; it is there for PostgreSQL's planner, which takes a lone
 /// `idx > (subquery)` to match a third of the log and plans a parallel scan for it (a
 /// millisecond of worker start-up in every query), but a range bounded on both sides
 /// for the few rows it is.
-const TAIL: &str = "l.idx > (SELECT COALESCE(MAX(idx), -1) FROM audit_keys) \
-                    AND l.idx < (SELECT size FROM log_head WHERE id = 1)";
+const TAIL: &str = concat!(
+    "l.idx > ",
+    keyed!(),
+    " AND l.idx < (SELECT size FROM log_head WHERE id = 1)"
+);
 
 /// Copies the keys of every entry not yet in `audit_keys` there, in the writer's
 /// transaction; answers how many. Entries commit in index order, so the unindexed ones
