@@ -92,6 +92,8 @@ struct Knobs {
     limit_reads: usize,
     /// Worker threads of the server's runtime.
     server_threads: usize,
+    /// PostgreSQL connections pooled for reads, as the binary's `--database-pool`.
+    read_connections: u32,
 }
 
 fn knob<T: FromStr>(name: &str, default: T) -> Result<T> {
@@ -136,6 +138,10 @@ impl Knobs {
             limit_writes: knob("KT_BENCH_LIMIT_WRITES", 500)?,
             limit_reads: knob("KT_BENCH_LIMIT_READS", 2000)?,
             server_threads: knob("KT_BENCH_SERVER_THREADS", 2)?,
+            read_connections: knob(
+                "KEEPTRACK_DATABASE_POOL",
+                keeptrack::store::default_read_connections(),
+            )?,
         };
         ensure!(
             k.users >= 1 && k.clients >= 1,
@@ -161,8 +167,8 @@ impl Knobs {
             "KT_BENCH_HISTORY_LIMIT is 1 to 1000"
         );
         ensure!(
-            k.audit_rounds >= 1 && k.server_threads >= 1,
-            "need a round and a thread"
+            k.audit_rounds >= 1 && k.server_threads >= 1 && k.read_connections >= 1,
+            "need a round, a thread and a read connection"
         );
         Ok(k)
     }
@@ -721,7 +727,9 @@ impl Studio {
     ) -> Result<Self> {
         let tag = backend.name();
         let t = Instant::now();
-        let db = Db::open(url).await.context("open the database")?;
+        let db = Db::open_with(url, k.read_connections)
+            .await
+            .context("open the database")?;
         let ledger = Ledger::start(db).await.context("start the ledger")?;
         let users = create_users(&ledger, k.users).await?;
         println!(

@@ -37,6 +37,11 @@ pub struct Cli {
     /// Database: sqlite://FILE (created if missing) or postgres://USER:PASS@HOST/DB.
     #[arg(long, env = "KEEPTRACK_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
     pub database_url: String,
+    /// PostgreSQL: connections pooled for reads; the writer has one more of its own.
+    /// [default: the machine's cores + 1]
+    #[arg(long, env = "KEEPTRACK_DATABASE_POOL", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool: Option<u32>,
     /// The log's Ed25519 signing key (created by init or the first serve). Keep it out
     /// of the database's backups; `<path>.pub` beside it is the public key for auditors.
     #[arg(
@@ -278,7 +283,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Cmd::Audit(AuditCmd::CheckArchive { files, key }) = &cli.command {
         return audit_check_archive(files, key.as_deref(), &cli.signing_key);
     }
-    let db = Db::open(&url)
+    let pool = cli
+        .database_pool
+        .unwrap_or_else(store::default_read_connections);
+    let db = Db::open_with(&url, pool)
         .await
         .with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
     // Reading commands start no writer, so they change nothing, not even a new database.
@@ -291,7 +299,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let result = match (cli.command, &ledger) {
+    let result = match (cli.command, ledger) {
         (
             Cmd::Serve {
                 listen,
@@ -320,7 +328,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
             Some(ledger),
         ) => {
-            init(ledger, &username, &name, &initials).await?;
+            init(&ledger, &username, &name, &initials).await?;
             ensure_key(ledger.db(), &cli.signing_key).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -343,7 +351,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None
             };
             let fields = user_fields(&username, &name, &initials, &group, email.as_deref());
-            add_user(ledger, fields, password).await
+            add_user(&ledger, fields, password).await
         }
         (
             Cmd::Demo {
@@ -354,7 +362,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(ledger),
         ) => {
             run_demo(
-                ledger,
+                &ledger,
                 demo::Plan {
                     clients,
                     sessions,
@@ -393,7 +401,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        (Cmd::Stress { writers, writes }, Some(ledger)) => stress(ledger, writers, writes).await,
+        (Cmd::Stress { writers, writes }, Some(ledger)) => stress(&ledger, writers, writes).await,
         (Cmd::Backup { out }, _) => {
             if out.exists() {
                 anyhow::bail!("{} exists; choose a new file", out.display());
@@ -458,7 +466,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         (_, None) => unreachable!("every writing command has a ledger"),
     };
-    drop(ledger);
     db.close().await;
     result
 }
@@ -587,7 +594,7 @@ async fn ensure_key(db: &Db, path: &Path) -> anyhow::Result<checkpoint::Signer> 
 }
 
 async fn serve(
-    ledger: &Ledger,
+    ledger: Ledger,
     url: &str,
     listen: SocketAddr,
     keys: &Keys,
@@ -599,7 +606,7 @@ async fn serve(
             "First run: created {} with an owner account.",
             redact_url(url)
         );
-        init(ledger, "owner", "Studio Owner", "OWN").await?;
+        init(&ledger, "owner", "Studio Owner", "OWN").await?;
     }
     let signer = ensure_key(ledger.db(), &keys.key).await?;
     std::fs::create_dir_all(&keys.archive_dir).with_context(|| {
@@ -615,8 +622,11 @@ async fn serve(
             keys.dir.display()
         )
     })?;
-    // The writer that signs: one per process, holding the key.
-    let ledger = Ledger::start_signing(ledger.db().clone(), Some(signer)).await?;
+    // The writer that signs: one per process, holding the key. The first one ends here,
+    // and with it its PostgreSQL connection.
+    let db = ledger.db().clone();
+    drop(ledger);
+    let ledger = Ledger::start_signing(db, Some(signer)).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -80,6 +80,15 @@ const ROW_BUFFER: usize = 4096;
 /// blocking pool's seldom share one.
 const READERS: usize = 4;
 
+/// PostgreSQL connections for reads when none is configured: one per core and one more.
+/// More backends than cores busy at once only take turns on them, and each turn costs:
+/// on a 2-core machine, a pool of 16 spent 1.6× the database's CPU per history read of a
+/// pool of 3 (docs/PERFORMANCE.md). The writer has a connection of its own besides.
+pub fn default_read_connections() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(cores + 1).unwrap_or(u32::MAX)
+}
+
 /// A pool of connections to one database; on an SQLite file, also the connections short
 /// reads run on directly (see [`Readers`]).
 #[derive(Clone, Debug)]
@@ -97,12 +106,21 @@ pub enum Backend {
 impl Db {
     /// Opens (creating an SQLite file if needed) and migrates the database at `url`.
     pub async fn open(url: &str) -> Result<Self> {
-        let db = Self::connect(url).await?;
+        Self::open_with(url, default_read_connections()).await
+    }
+
+    /// As [`Db::open`], with `read_connections` pooled for reads on PostgreSQL.
+    pub async fn open_with(url: &str, read_connections: u32) -> Result<Self> {
+        let db = Self::connect_with(url, read_connections).await?;
         db.migrate().await?;
         Ok(db)
     }
 
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, default_read_connections()).await
+    }
+
+    async fn connect_with(url: &str, read_connections: u32) -> Result<Self> {
         if url.starts_with("sqlite:") {
             // FULL: under NORMAL a committed transaction may roll back after a power cut,
             // which after a signed checkpoint would look like tampering.
@@ -127,10 +145,7 @@ impl Db {
             Ok(Self::Sqlite(pool, readers))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .test_before_acquire(false)
-                .before_acquire(ping_if_idle)
+            let pool = pg_pool(read_connections.max(1))
                 .connect_with(options)
                 .await?;
             Ok(Self::Postgres(pool))
@@ -300,11 +315,21 @@ macro_rules! on_conn {
 }
 pub(crate) use on_conn;
 
+fn pg_pool(connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .test_before_acquire(false)
+        .before_acquire(ping_if_idle)
+}
+
 /// The writer's connection, kept for the writer's life. On an SQLite file it is a
 /// connection of its own, called directly (see [`statement`]), with its statements
-/// prepared once; otherwise transactions come from the pool.
+/// prepared once. On PostgreSQL it is a pool of one connection beside the readers' pool,
+/// so that a batch never queues behind the reads waiting for a connection; in-memory
+/// SQLite uses the pool.
 pub struct WriteConn {
     direct: Option<Arc<Mutex<rusqlite::Connection>>>,
+    postgres: Option<sqlx::PgPool>,
     /// SQLite's `data_version` when the last transaction began, which moves only when
     /// another connection commits; on PostgreSQL, the head's count of write
     /// transactions as this writer's last one left it.
@@ -313,8 +338,15 @@ pub struct WriteConn {
 
 impl WriteConn {
     pub fn open(db: &Db, _seal: &crate::ledger::Seal) -> Result<Self> {
-        let Db::Sqlite(pool, _) = db else {
-            return Ok(Self::pooled());
+        let pool = match db {
+            Db::Sqlite(pool, _) => pool,
+            Db::Postgres(readers) => {
+                let options = (*readers.connect_options()).clone();
+                return Ok(Self {
+                    postgres: Some(pg_pool(1).connect_lazy_with(options)),
+                    ..Self::pooled()
+                });
+            }
         };
         let Some(path) = file_of(pool) else {
             return Ok(Self::pooled());
@@ -333,13 +365,14 @@ impl WriteConn {
         conn.set_prepared_statement_cache_capacity(256);
         Ok(Self {
             direct: Some(Arc::new(Mutex::new(conn))),
-            seen: Arc::new(AtomicI64::new(i64::MIN)),
+            ..Self::pooled()
         })
     }
 
     fn pooled() -> Self {
         Self {
             direct: None,
+            postgres: None,
             seen: Arc::new(AtomicI64::new(i64::MIN)),
         }
     }
@@ -424,8 +457,8 @@ impl WriteTx {
                 TxInner::Direct(tx)
             }
             (Db::Sqlite(p, _), None) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            (Db::Postgres(p), _) => {
-                let mut tx = p.begin().await?;
+            (Db::Postgres(readers), _) => {
+                let mut tx = conn.postgres.as_ref().unwrap_or(readers).begin().await?;
                 let (size, writes): (i64, i64) = sqlx::query_as(
                     "UPDATE log_head SET writes = writes + 1 WHERE id = 1 RETURNING size, writes",
                 )

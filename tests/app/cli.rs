@@ -522,3 +522,54 @@ async fn serve_signs_checkpoints_sqlite() {
 async fn serve_signs_checkpoints_postgres() {
     serve_signs_checkpoints(true).await;
 }
+
+/// How many connections to its database other sessions than this one hold.
+async fn connections_to(url: &str) -> i64 {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap()
+}
+
+/// `--database-pool` bounds what a server asks of PostgreSQL however many requests
+/// come at once: that many connections for reads and one for the writer.
+async fn database_pool_bounds_connections(pool: &str) -> i64 {
+    let (url, _dir) = new_database_url(true).await.expect("PostgreSQL runs");
+    let server = Server::start_with(&url, &["--database-pool", pool]);
+    let readers: Vec<_> = (0..24)
+        .map(|_| {
+            let addr = server.addr.clone();
+            tokio::task::spawn_blocking(move || http_get(&addr, "/readyz").0)
+        })
+        .collect();
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), 200);
+    }
+    // The first-run writer's connection closes as it ends, which PostgreSQL may still be
+    // showing for a moment; the readers' stay open while idle (ten minutes).
+    let mut held = connections_to(&url).await;
+    for _ in 0..50 {
+        if held <= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        held = connections_to(&url).await;
+    }
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_pool_bounds_connections_postgres() {
+    if new_database_url(true).await.is_none() {
+        return;
+    }
+    assert_eq!(database_pool_bounds_connections("1").await, 2);
+    let url = new_database_url(false).await.unwrap().0;
+    let said = refused(&url, &["--database-pool", "0", "audit", "list"]);
+    assert!(said.contains("--database-pool"), "{said}");
+}

@@ -121,8 +121,11 @@ impl TestApp {
     }
 
     /// A studio in the database at `url`, with its owner, a manager and a staff member.
+    ///
+    /// On PostgreSQL it has one read connection, the fewest a server can be given: a read
+    /// that waited for a second connection while holding one would time out here.
     pub async fn at(url: String, dir: Option<tempfile::TempDir>) -> Self {
-        let db = Db::open(&url).await.unwrap();
+        let db = Db::open_with(&url, 1).await.unwrap();
         let ledger = Ledger::start(db.clone()).await.unwrap();
         let mut app = Self {
             ledger,
