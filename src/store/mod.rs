@@ -216,6 +216,21 @@ impl Db {
         Ok(())
     }
 
+    /// PostgreSQL's pool for reads: connections busy now and the most it opens (none on
+    /// SQLite, whose short reads run on connections of their own).
+    pub fn read_pool(&self) -> Option<(u32, u32)> {
+        match self {
+            Self::Postgres(p) => {
+                let idle = u32::try_from(p.num_idle()).unwrap_or(u32::MAX);
+                Some((
+                    p.size().saturating_sub(idle),
+                    p.options().get_max_connections(),
+                ))
+            }
+            Self::Sqlite(..) => None,
+        }
+    }
+
     pub(crate) async fn acquire(&self) -> Result<Pooled> {
         Ok(match self {
             Self::Sqlite(p, _) => Pooled::Sqlite(p.acquire().await?),

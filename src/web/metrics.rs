@@ -1,5 +1,6 @@
 //! `/metrics` in the Prometheus text format: requests and latencies per route, the
-//! writer's queue, the log's size and the age of the newest checkpoint.
+//! writer's queue, PostgreSQL's read connections, the log's size and the age of the
+//! newest checkpoint.
 
 use std::{collections::BTreeMap, fmt::Write, sync::Mutex, time::Duration};
 
@@ -107,7 +108,24 @@ pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, 
             size as f64,
         ),
     ];
-    for (name, ty, help, value) in gauges {
+    let pool = db.read_pool().map(|(busy, max)| {
+        [
+            (
+                "keeptrack_db_read_connections_busy",
+                "gauge",
+                "PostgreSQL connections running a read now.",
+                f64::from(busy),
+            ),
+            (
+                "keeptrack_db_read_connections_max",
+                "gauge",
+                "The most PostgreSQL connections reads may use (--database-pool); busy at \
+                 this for long means requests wait for one.",
+                f64::from(max),
+            ),
+        ]
+    });
+    for (name, ty, help, value) in gauges.into_iter().chain(pool.into_iter().flatten()) {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {ty}\n{name} {value}"
