@@ -82,8 +82,8 @@ const READERS: usize = 4;
 
 /// PostgreSQL connections for reads when none is configured: one per core and one more.
 /// More backends than cores busy at once only take turns on them, and each turn costs:
-/// on a 2-core machine, a pool of 16 spent 1.6× the database's CPU per history read of a
-/// pool of 3 (docs/PERFORMANCE.md). The writer has a connection of its own besides.
+/// on a 2-core machine, a pool of 16 spent 1.3–1.7× the database's CPU per history read
+/// of a pool of 3 (docs/PERFORMANCE.md). The writer has a connection of its own besides.
 pub fn default_read_connections() -> u32 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     u32::try_from(cores + 1).unwrap_or(u32::MAX)
