@@ -505,15 +505,20 @@ pub async fn rows(db: &Db, from_idx: i64, to_idx: i64, limit: i64) -> Result<Vec
         .await?))
 }
 
-/// The stored tree nodes above the leaves completed by the leaves `[from, to)`: one range
-/// of `audit_tree`'s key, so no scan of the whole tree.
+/// The stored tree nodes above the leaves completed by the leaves `$1..$2`: one range of
+/// `audit_tree`'s key, so no scan of the whole tree. Also read directly by the log
+/// reader on SQLite.
+pub(super) const NODES_IN_RANGE: &str =
+    "SELECT leaf, level, hash FROM audit_tree WHERE leaf >= $1 AND leaf < $2 AND level > 0";
+
+/// The stored tree nodes above the leaves completed by the leaves `[from, to)`
+/// ([`NODES_IN_RANGE`]).
 pub async fn nodes_in_range(db: &Db, from_leaf: u64, to_leaf: u64) -> Result<Vec<Node>> {
     let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let sql =
-        "SELECT leaf, level, hash FROM audit_tree WHERE leaf >= $1 AND leaf < $2 AND level > 0";
     let mut conn = db.acquire().await?;
     let rows: Vec<(i64, i64, Vec<u8>)> = on_conn!(conn.conn(), c =>
-        sqlx::query_as(sql).bind(int(from_leaf)).bind(int(to_leaf)).fetch_all(&mut *c).await?);
+        sqlx::query_as(NODES_IN_RANGE).bind(int(from_leaf)).bind(int(to_leaf))
+            .fetch_all(&mut *c).await?);
     rows.into_iter()
         .map(|(leaf, level, hash)| node_at(leaf, level, hash))
         .collect()

@@ -209,9 +209,7 @@ impl Connections {
 
 /// The stored nodes completed by the leaves `[from, to)`: one range of the tree's key.
 fn nodes(conn: &rusqlite::Connection, from: u64, to: u64) -> Result<Vec<Node>> {
-    let mut stmt = conn.prepare(
-        "SELECT leaf, level, hash FROM audit_tree WHERE leaf >= ?1 AND leaf < ?2 AND level > 0",
-    )?;
+    let mut stmt = conn.prepare(audit_log::NODES_IN_RANGE)?;
     let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let mut rows = stmt.query((as_i64(from), as_i64(to)))?;
     let mut nodes = Vec::new();
