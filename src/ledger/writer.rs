@@ -96,9 +96,10 @@ pub(super) async fn run(
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut expected = 0;
-    // Waiting spins, which only a writer with a thread of its own may do: on PostgreSQL
-    // the writer shares the runtime's threads with the very callers it would wait for.
-    let gathers = conn.blocks();
+    // A writer with a thread of its own gives the processor up while it waits; on
+    // PostgreSQL it shares the runtime's threads with the very callers it waits for, so
+    // it gives them its turn instead.
+    let own_thread = conn.blocks();
     loop {
         let received = if watch.keyed < watch.logged {
             let next = tokio::time::timeout(INDEX_IDLE, jobs.recv_many(&mut batch, MAX_BATCH));
@@ -115,9 +116,7 @@ pub(super) async fn run(
         if received == 0 {
             break;
         }
-        if gathers {
-            gather(&mut jobs, &mut batch, expected);
-        }
+        gather(&mut jobs, &mut batch, expected, own_thread).await;
         let size = batch.len() as u64;
         let parts = Parts {
             db: &db,
@@ -160,14 +159,20 @@ async fn index_keys(db: &Db, conn: &WriteConn, seal: &Seal, watch: &mut Watch) {
 /// Waits up to `GATHER` for the batch to hold `expected` commands: those the last batch
 /// answered and those that waited while it ran (PostgreSQL's `commit_delay` with
 /// `commit_siblings`, keyed to who is likely to come back), and only while they keep
-/// coming (`QUIET`). A lone caller never waits.
-fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, expected: usize) {
+/// coming (`QUIET`). A lone caller never waits. Between polls a writer on its own thread
+/// gives up the processor, one on the runtime (PostgreSQL) lets the callers' tasks run.
+async fn gather(
+    jobs: &mut mpsc::Receiver<Job>,
+    batch: &mut Vec<Job>,
+    expected: usize,
+    own_thread: bool,
+) {
     let want = expected.min(MAX_BATCH);
     if batch.len() >= want {
         return;
     }
-    // Tokio's timers tick in milliseconds, far too coarse here: poll the queue and give the
-    // processor to the callers in between (this is the writer's own thread).
+    // Tokio's timers tick in milliseconds, far too coarse here: poll the queue and let
+    // the callers run in between.
     let start = std::time::Instant::now();
     let deadline = start + GATHER;
     let mut quiet_until = start + QUIET;
@@ -182,7 +187,11 @@ fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, expected: usize)
                 if now >= deadline.min(quiet_until) {
                     break;
                 }
-                std::thread::yield_now();
+                if own_thread {
+                    std::thread::yield_now();
+                } else {
+                    tokio::task::yield_now().await;
+                }
             }
             Err(_) => break,
         }
