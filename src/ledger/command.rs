@@ -166,6 +166,23 @@ impl Command {
         matches!(self, Self::Archive { .. })
     }
 
+    /// The record it reads first, when it names one: the writer on PostgreSQL reads a
+    /// batch's records in one statement instead of one round trip per command.
+    pub(crate) fn target(&self) -> Option<(RecordKind, i64)> {
+        match self {
+            Self::Update { kind, id, .. }
+            | Self::Delete { kind, id, .. }
+            | Self::Restore { kind, id }
+            | Self::Post { kind, id }
+            | Self::Unlock { kind, id }
+            | Self::SaveNotes { kind, id, .. }
+            | Self::AppendNotes { kind, id, .. }
+            | Self::RecordCommunication { kind, id, .. } => Some((*kind, *id)),
+            Self::VoidPayment { id } => Some((RecordKind::Payment, *id)),
+            _ => None,
+        }
+    }
+
     /// Whether it leaves every user and security group as it found them, so the actors
     /// the writer resolved before it still hold after it (failed or not).
     pub(crate) fn keeps_actors(&self) -> bool {

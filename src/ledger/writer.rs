@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use super::{Error, Job, Outcome, Seal, apply};
 use crate::audit::checkpoint::Signer;
 use crate::domain::merkle::{Frontier, Hash};
-use crate::store::audit_log;
+use crate::domain::record::RecordKind;
+use crate::store::{audit_log, records};
 use crate::{
     clock::Clock,
     store::{Db, WriteConn, WriteTx},
@@ -312,6 +313,9 @@ async fn attempt(
             .map_err(Abort::Failed)?;
     }
     watch.clock_behind = behind;
+    if tx.reads_ahead() {
+        read_ahead(&mut tx, jobs).await.map_err(Abort::Failed)?;
+    }
     let mut results = Vec::with_capacity(jobs.len());
     // Another process may have changed a user since the last batch.
     let mut actors = std::mem::take(&mut watch.actors);
@@ -387,6 +391,23 @@ async fn attempt(
     watch.kept = Some(state);
     watch.actors = actors;
     Ok(results)
+}
+
+/// Reads the records the batch's commands name, one statement per kind, before they run.
+/// A kind with one record is left to its command: reading it ahead would save nothing.
+async fn read_ahead(tx: &mut WriteTx, jobs: &[Job]) -> Result<(), Error> {
+    let mut wanted: Vec<(RecordKind, Vec<i64>)> = Vec::new();
+    for (kind, id) in jobs.iter().filter_map(|j| j.command.target()) {
+        match wanted.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, ids)) if !ids.contains(&id) => ids.push(id),
+            Some(_) => {}
+            None => wanted.push((kind, vec![id])),
+        }
+    }
+    for (kind, ids) in wanted.iter().filter(|(_, ids)| ids.len() > 1) {
+        records::prefetch_for_write(tx, *kind, ids).await?;
+    }
+    Ok(())
 }
 
 fn fail_all(

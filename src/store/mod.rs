@@ -17,6 +17,7 @@ pub use readers::Readers;
 pub(crate) use statement::{Run, statement};
 
 use std::{
+    collections::HashMap,
     str::FromStr,
     sync::{
         Arc, Mutex, PoisonError,
@@ -410,6 +411,9 @@ pub struct WriteTx {
     /// The head's count of write transactions once this one commits (PostgreSQL), for
     /// the writer's next transaction to compare with.
     count: Option<(Arc<AtomicI64>, i64)>,
+    /// Records read ahead for the batch's commands (see [`records::prefetch_for_write`]),
+    /// each as stored now: one is handed out once, and dropped when its row is written.
+    prefetched: HashMap<(crate::domain::record::RecordKind, i64), records::StoredRecord>,
 }
 
 enum TxInner {
@@ -493,6 +497,7 @@ impl WriteTx {
             written: 0,
             head,
             count,
+            prefetched: HashMap::new(),
         })
     }
 
@@ -517,6 +522,12 @@ impl WriteTx {
     /// Whether one statement may write to several tables (PostgreSQL's data-modifying
     /// `WITH`; SQLite has none).
     pub(crate) fn writes_tables_together(&self) -> bool {
+        matches!(self.inner, TxInner::Postgres(_))
+    }
+
+    /// Whether each statement is a round trip to another process (PostgreSQL), so that
+    /// reading a batch's records in one statement saves one per command.
+    pub(crate) fn reads_ahead(&self) -> bool {
         matches!(self.inner, TxInner::Postgres(_))
     }
 

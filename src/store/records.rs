@@ -161,7 +161,33 @@ pub async fn get_for_write(
     kind: RecordKind,
     id: i64,
 ) -> Result<Option<StoredRecord>> {
+    if let Some(record) = tx.prefetched.remove(&(kind, id)) {
+        return Ok(Some(record));
+    }
     fetch(tx.run(), kind, id).await
+}
+
+/// Reads the records of `kind` with these ids in one statement, for
+/// [`get_for_write`] to hand out instead of reading each. The writer holds the log's
+/// lock, so no one else changes them meanwhile, and writing one drops it (`set_row`):
+/// what is handed out is what a read would find. Ids that name no record are left to
+/// that read.
+pub async fn prefetch_for_write(tx: &mut WriteTx, kind: RecordKind, ids: &[i64]) -> Result<()> {
+    // One statement text per power of two (the last id repeated), not one per count, so
+    // that PostgreSQL keeps a few prepared plans.
+    let binds = ids.len().next_power_of_two();
+    let marks: Vec<String> = (1..=binds).map(|n| format!("${n}")).collect();
+    let sql = format!("{} WHERE id IN ({})", select_sql(kind), marks.join(", "));
+    let last = ids.last().copied().unwrap_or_default();
+    let args = (ids.iter().copied())
+        .chain(std::iter::repeat(last))
+        .take(binds)
+        .map(|id| SqlValue::Int(Some(id)));
+    let found = records(tx.run(), kind, statement(sql).bind_all(args)).await?;
+    for record in found {
+        tx.prefetched.insert((kind, record.id), record);
+    }
+    Ok(())
 }
 
 /// A page of records in id order, starting after `after_id`.
@@ -370,6 +396,7 @@ async fn set_row(
     sets: Vec<String>,
     mut values: Vec<SqlValue>,
 ) -> Result<StoredRecord> {
+    tx.prefetched.remove(&(kind, id));
     values.push(SqlValue::Int(Some(id)));
     values.push(SqlValue::Int(Some(version)));
     // The row comes back from the statement that wrote it: what is stored, read after.

@@ -127,3 +127,59 @@ async fn two_processes_on_one_postgres_database_make_one_log() {
         acks
     );
 }
+
+both!(
+    concurrent_changes_to_a_few_clients_each_build_on_the_one_before,
+    |app| {
+        // Many commands on the same few clients land in the same batches, where the
+        // writer on PostgreSQL reads the batch's clients ahead: each command must still
+        // find its client as the command before it left it.
+        let mut clients = Vec::new();
+        for name in ["Able", "Baker", "Charlie", "Dog", "Easy"] {
+            clients.push(app.client(name).await.id);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..24 {
+            let (ledger, staff, id) = (app.ledger.clone(), app.staff, clients[t % 5]);
+            tasks.spawn(async move {
+                for n in 0..9 {
+                    let command = if n % 3 == 2 {
+                        LedgerCommand::AppendNotes {
+                            kind: RecordKind::Client,
+                            id,
+                            text: format!("task {t}, line {n}"),
+                            stamp: false,
+                        }
+                    } else {
+                        let fields = json!({"city": format!("City {t}-{n}")});
+                        LedgerCommand::Update {
+                            kind: RecordKind::Client,
+                            id,
+                            fields: fields.as_object().cloned().unwrap(),
+                            expected_version: None,
+                        }
+                    };
+                    let ctx = Context::user(staff).with_reason(format!("task {t}"));
+                    ledger.submit(ctx, command).await.unwrap();
+                }
+            });
+        }
+        tasks.join_all().await;
+        for (i, id) in clients.iter().enumerate() {
+            let tasks = (0..24).filter(|t| t % 5 == i).count();
+            let client = app.get(RecordKind::Client, *id).await;
+            assert_eq!(
+                client.version,
+                1 + 6 * tasks as i64,
+                "one version per update"
+            );
+            let notes = store::notes::latest(&app.db, RecordKind::Client, *id)
+                .await
+                .unwrap()
+                .unwrap();
+            // Three lines added and six updates' reasons stamped per task.
+            assert_eq!(notes.text.lines().count(), 9 * tasks, "every line kept");
+        }
+        assert!(verify_now(&app.db).await.findings.is_empty());
+    }
+);
