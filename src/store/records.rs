@@ -161,7 +161,10 @@ pub async fn get_for_write(
     kind: RecordKind,
     id: i64,
 ) -> Result<Option<StoredRecord>> {
-    if let Some(record) = tx.prefetched.remove(&(kind, id)) {
+    // Nothing is read ahead on SQLite: its writer need not even hash the key.
+    if !tx.prefetched.is_empty()
+        && let Some(record) = tx.prefetched.remove(&(kind, id))
+    {
         return Ok(Some(record));
     }
     fetch(tx.run(), kind, id).await
@@ -396,7 +399,9 @@ async fn set_row(
     sets: Vec<String>,
     mut values: Vec<SqlValue>,
 ) -> Result<StoredRecord> {
-    tx.prefetched.remove(&(kind, id));
+    if !tx.prefetched.is_empty() {
+        tx.prefetched.remove(&(kind, id));
+    }
     values.push(SqlValue::Int(Some(id)));
     values.push(SqlValue::Int(Some(version)));
     // The row comes back from the statement that wrote it: what is stored, read after.
