@@ -108,11 +108,32 @@ pub async fn timeline(
     let revisions = page.revisions;
     let take = usize::try_from(limit + 1).unwrap_or(usize::MAX);
     for (i, r) in revisions.iter().enumerate().take(take) {
-        let old = revisions.get(i + 1).map_or("", |p| p.text.as_str());
+        let change = match (&r.change, &r.text) {
+            (Some(c), _) => c.clone(),
+            // Written before changes were stored, as was every revision before it.
+            (None, Some(text)) => {
+                let old = match revisions.get(i + 1) {
+                    None => "",
+                    Some(p) => p.text.as_deref().ok_or_else(|| {
+                        store::Error::Corrupt(format!(
+                            "revision {} has no stored change but {} before it has one",
+                            r.revision, p.revision
+                        ))
+                    })?,
+                };
+                note::change(old, text)
+            }
+            (None, None) => {
+                return Err(store::Error::Corrupt(format!(
+                    "revision {} has neither change nor text",
+                    r.revision
+                )));
+            }
+        };
         items.push(Item::Notes {
             ts: r.ts,
             revision: r.revision,
-            change: note::change(old, &r.text),
+            change,
             author: r.author.clone(),
         });
     }

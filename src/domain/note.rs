@@ -1,7 +1,7 @@
 //! The Notes tab: free text kept as revisions. What a revision may contain, and what it
 //! added and removed compared with the one before.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::field::FieldError;
 
@@ -64,11 +64,23 @@ pub fn append_line(old: &str, line: &str) -> String {
 }
 
 /// The lines a revision removed and added, found by trimming the lines both share at
-/// the start and the end.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// the start and the end. Each revision keeps its own, so that a record's history need
+/// not read whole texts, which grow with every stamped line, to show what changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Change {
     pub removed: Vec<String>,
     pub added: Vec<String>,
+}
+
+impl Change {
+    /// What [`append_line`] adds, known without the text it adds to.
+    pub fn appended(line: &str) -> Self {
+        Self {
+            removed: Vec::new(),
+            added: line.lines().map(str::to_owned).collect(),
+        }
+    }
 }
 
 pub fn change(old: &str, new: &str) -> Change {
@@ -136,5 +148,21 @@ mod tests {
         assert!(c.removed.is_empty());
         assert_eq!(c.added, ["10/18/2018 11:00:04 AM MKH – Called."]);
         assert_eq!(change("", ""), Change::default());
+    }
+
+    proptest::proptest! {
+        /// The change an appended line is stored with is the one between the texts.
+        #[test]
+        fn an_appended_line_is_the_change(
+            old in "(\\PC{0,6}\n?){0,4}",
+            raw in "(\\PC{0,6}\n?){1,3}",
+        ) {
+            if let (Ok(old), Ok(added)) = (check(&old), line(&raw)) {
+                proptest::prop_assert_eq!(
+                    change(&old, &append_line(&old, &added)),
+                    Change::appended(&added)
+                );
+            }
+        }
     }
 }

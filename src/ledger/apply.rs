@@ -1704,13 +1704,14 @@ impl Run<'_> {
             self.permit(Permission::capability(Feature::ClientNotes))
                 .await?;
         }
+        let change = note::change(&old, &text);
         let revision = notes::Revision {
             revision: current + 1,
             ts: self.micros(),
             author: self.author(),
             text,
         };
-        notes::insert_revision(self.tx, kind, id, &revision).await?;
+        notes::insert_revision(self.tx, kind, id, &revision, &change).await?;
         self.notes_saved(kind, record, revision.revision, revision.text)
             .await
     }

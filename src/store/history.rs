@@ -6,10 +6,10 @@ use std::sync::LazyLock;
 use super::{
     Db, Result, SqlValue,
     audit_log::{self, StoredEntry},
-    notes::{Author, Revision, StatusNote},
+    notes::{Author, StatusNote},
     statement,
 };
-use crate::domain::record::RecordKind;
+use crate::domain::{note::Change, record::RecordKind};
 
 /// Where each source's page starts: only rows before its keyset (from the newest when
 /// none).
@@ -28,12 +28,24 @@ pub struct Bounds {
 pub struct Page {
     pub entries: Vec<StoredEntry>,
     pub status_notes: Vec<StatusNote>,
-    pub revisions: Vec<Revision>,
+    pub revisions: Vec<RevisionChange>,
+}
+
+/// A notes revision as history shows it: what it changed, as stored with it. Revisions
+/// written before changes were stored have none, and come with their text instead.
+#[derive(Debug)]
+pub struct RevisionChange {
+    pub revision: i64,
+    pub ts: i64,
+    pub author: Author,
+    pub change: Option<Change>,
+    pub text: Option<String>,
 }
 
 /// The three reads as one statement: on PostgreSQL each would be a round trip of its own,
 /// and a history page is read far more often than anything is written. Every source keeps
 /// its own index and its own limit; the typed NULLs let both databases match the columns.
+/// A revision's text is read only when it has no stored change.
 static SQL: LazyLock<String> = LazyLock::new(|| {
     let entries = audit_log::newest_first(
         &[
@@ -46,17 +58,19 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
         "CAST(2 AS BIGINT) AS src, l.ts AS ts, l.idx AS idx, l.entry AS entry, \
          CAST(NULL AS TEXT) AS who_kind, CAST(NULL AS BIGINT) AS who_id, \
          CAST(NULL AS TEXT) AS initials, CAST(NULL AS TEXT) AS name, \
-         CAST(NULL AS TEXT) AS body, CAST(NULL AS BIGINT) AS audit_idx",
+         CAST(NULL AS TEXT) AS body, CAST(NULL AS BIGINT) AS audit_idx, \
+         CAST(NULL AS TEXT) AS change",
     );
     format!(
         "SELECT * FROM ({entries}) AS e \
 UNION ALL SELECT * FROM (SELECT CAST(1 AS BIGINT), ts, id, CAST(NULL AS BYTEA), actor_kind, \
-    actor_id, actor_initials, CAST(NULL AS TEXT), body, audit_idx \
+    actor_id, actor_initials, CAST(NULL AS TEXT), body, audit_idx, CAST(NULL AS TEXT) \
   FROM status_notes WHERE record_type = $1 AND record_id = $2 \
     AND (ts < $5 OR (ts = $5 AND id < $6)) \
   ORDER BY ts DESC, id DESC LIMIT $9) AS s \
 UNION ALL SELECT * FROM (SELECT CAST(0 AS BIGINT), ts, revision, CAST(NULL AS BYTEA), \
-    author_kind, author_id, author_initials, author_name, body, CAST(NULL AS BIGINT) \
+    author_kind, author_id, author_initials, author_name, \
+    CASE WHEN change IS NULL THEN body END, CAST(NULL AS BIGINT), change \
   FROM note_revisions WHERE record_type = $1 AND record_id = $2 \
     AND (ts < $7 OR (ts = $7 AND revision < $8)) \
   ORDER BY revision DESC LIMIT $10) AS r"
@@ -74,6 +88,7 @@ type Row = (
     Option<String>,
     Option<String>,
     Option<i64>,
+    Option<String>,
 );
 
 /// At most `limit` entries and status notes and `revisions_limit` revisions of the
@@ -100,7 +115,7 @@ pub async fn page(
         .fetch_all(conn.run())
         .await?;
     let mut page = Page::default();
-    for (src, ts, key, bytes, who_kind, who_id, initials, name, body, audit_idx) in rows {
+    for (src, ts, key, bytes, who_kind, who_id, initials, name, body, audit_idx, change) in rows {
         let missing = |what: &str| super::Error::Corrupt(format!("a history row has no {what}"));
         match src {
             2 => page.entries.push(StoredEntry {
@@ -117,7 +132,7 @@ pub async fn page(
                 text: body.ok_or_else(|| missing("text"))?,
                 audit_idx,
             }),
-            _ => page.revisions.push(Revision {
+            _ => page.revisions.push(RevisionChange {
                 revision: key,
                 ts,
                 author: Author {
@@ -126,7 +141,13 @@ pub async fn page(
                     initials: initials.ok_or_else(|| missing("initials"))?,
                     name: name.ok_or_else(|| missing("author name"))?,
                 },
-                text: body.ok_or_else(|| missing("text"))?,
+                change: match change {
+                    Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+                        super::Error::Corrupt(format!("revision {key}'s change: {e}"))
+                    })?),
+                    None => None,
+                },
+                text: body,
             }),
         }
     }

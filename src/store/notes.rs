@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{Db, Result, Run, WriteTx, statement};
-use crate::domain::record::RecordKind;
+use crate::domain::{note::Change, record::RecordKind};
 
 /// Who wrote a revision or caused a status note, as they were then.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -133,15 +133,17 @@ fn page(
         .bind(limit)
 }
 
+/// Writes a revision with what it removed and added since the one before.
 pub async fn insert_revision(
     tx: &mut WriteTx,
     kind: RecordKind,
     id: i64,
     r: &Revision,
+    change: &Change,
 ) -> Result<()> {
     let sql = "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
-               author_id, author_initials, author_name, body) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+               author_id, author_initials, author_name, change, body) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
     statement(sql)
         .bind(kind.as_str())
         .bind(id)
@@ -151,6 +153,7 @@ pub async fn insert_revision(
         .bind(r.author.id)
         .bind(r.author.initials.as_str())
         .bind(r.author.name.as_str())
+        .bind(change_json(change))
         .bind(r.text.as_str())
         .execute(tx.run())
         .await?;
@@ -161,7 +164,7 @@ pub async fn insert_revision(
 /// revision is read and the next written together, which on PostgreSQL saves a round
 /// trip for every change whose reason is stamped into the notes. The text follows
 /// [`crate::domain::note::append_line`]: the line alone on empty notes, else on a line of
-/// its own. Returns the new revision and its text.
+/// its own, so its change is [`Change::appended`]. Returns the new revision and its text.
 pub async fn append_line(
     tx: &mut WriteTx,
     kind: RecordKind,
@@ -171,8 +174,8 @@ pub async fn append_line(
     line: &str,
 ) -> Result<(i64, String)> {
     let sql = "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
-               author_id, author_initials, author_name, body) \
-               SELECT $1, $2, COALESCE(l.revision, 0) + 1, $3, $4, $5, $6, $7, \
+               author_id, author_initials, author_name, change, body) \
+               SELECT $1, $2, COALESCE(l.revision, 0) + 1, $3, $4, $5, $6, $7, $10, \
                CASE WHEN l.body IS NULL OR l.body = '' THEN $8 \
                WHEN substr(l.body, length(l.body), 1) = $9 THEN l.body || $8 \
                ELSE l.body || $9 || $8 END \
@@ -190,8 +193,13 @@ pub async fn append_line(
         .bind(author.name.as_str())
         .bind(line)
         .bind("\n")
+        .bind(change_json(&Change::appended(line)))
         .fetch_one(tx.run())
         .await
+}
+
+fn change_json(change: &Change) -> String {
+    serde_json::to_string(change).expect("a list of strings serialises")
 }
 
 pub async fn insert_status_note(

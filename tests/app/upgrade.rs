@@ -1,12 +1,14 @@
-//! A log written before the leaves left the tree table (migration 0007) upgrades in
-//! place: it still verifies against the checkpoints signed before, its entries still
-//! prove, and it goes on growing consistently with them.
+//! Databases written by earlier builds upgrade in place. A log written before the leaves
+//! left the tree table (migration 0007) still verifies against the checkpoints signed
+//! before, its entries still prove, and it goes on growing consistently with them.
+//! Notes saved before revisions kept their changes (0013) show the same history.
 
 use std::borrow::Cow;
 
 use keeptrack::{
     audit::{
         checkpoint::{Signer, Verifier},
+        history::{self, Item},
         proof,
         verify::{Anchors, verify},
     },
@@ -55,12 +57,9 @@ async fn checkpoint(db: &Db, signer: &Signer) -> String {
         .unwrap()
 }
 
-async fn upgrade(postgres: bool) {
-    let Some((url, _dir)) = new_database_url(postgres).await else {
-        return;
-    };
-    let db = Db::connect(&url).await.unwrap();
-    let mut before = match &db {
+/// Applies the migrations before `version`, as an earlier build left the database.
+async fn migrate_before(db: &Db, version: i64) {
+    let mut before = match db {
         Db::Sqlite(_, _) => sqlx::migrate!("migrations/sqlite"),
         Db::Postgres(_) => sqlx::migrate!("migrations/postgres"),
     };
@@ -68,14 +67,22 @@ async fn upgrade(postgres: bool) {
         before
             .migrations
             .iter()
-            .filter(|m| m.version < 7)
+            .filter(|m| m.version < version)
             .cloned()
             .collect(),
     );
-    match &db {
+    match db {
         Db::Sqlite(p, _) => before.run(p).await.unwrap(),
         Db::Postgres(p) => before.run(p).await.unwrap(),
     }
+}
+
+async fn upgrade(postgres: bool) {
+    let Some((url, _dir)) = new_database_url(postgres).await else {
+        return;
+    };
+    let db = Db::connect(&url).await.unwrap();
+    migrate_before(&db, 7).await;
     // This build's writer counts its transactions in the head (0009), which the old
     // writer did not: the column is there while it writes the old log, and gone again
     // before the upgrade adds it.
@@ -187,4 +194,146 @@ async fn a_log_from_before_the_leaves_moved_upgrades_and_verifies_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_from_before_the_leaves_moved_upgrades_and_verifies_postgres() {
     upgrade(true).await;
+}
+
+/// What each revision of a client's notes changed, newest first, as history shows it.
+async fn notes_changes(db: &Db, id: i64, limit: i64) -> Vec<(i64, Vec<String>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = history::timeline(db, RecordKind::Client, id, cursor.as_deref(), limit)
+            .await
+            .unwrap();
+        for item in page.items {
+            if let Item::Notes {
+                revision, change, ..
+            } = item
+            {
+                out.push((revision, change.removed, change.added));
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return out,
+        }
+    }
+}
+
+async fn notes_upgrade(postgres: bool) {
+    let Some((url, _dir)) = new_database_url(postgres).await else {
+        return;
+    };
+    let db = Db::connect(&url).await.unwrap();
+    migrate_before(&db, 13).await;
+    let ledger = Ledger::start(db.clone()).await.unwrap();
+    add_clients(&ledger, 1).await;
+    drop(ledger);
+    // Three saves as the writer before 0013 stored them: whole texts, no change.
+    let id = count(&db, "SELECT MAX(id) FROM clients").await;
+    for (revision, body) in [
+        (1, "Called."),
+        (2, "Called.\nBooked."),
+        (3, "Called.\nBooked for Friday."),
+    ] {
+        exec(
+            &db,
+            &format!(
+                "INSERT INTO note_revisions (record_type, record_id, revision, ts, \
+                 author_kind, author_id, author_initials, author_name, body) \
+                 VALUES ('client', {id}, {revision}, {revision}000000, 'user', NULL, 'MKH', \
+                 'Mary', '{body}')"
+            ),
+        )
+        .await;
+    }
+
+    db.migrate().await.unwrap();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM note_revisions WHERE change IS NULL"
+        )
+        .await,
+        3
+    );
+    for sql in [
+        "UPDATE note_revisions SET body = 'x'",
+        "DELETE FROM note_revisions",
+    ] {
+        let refused = match &db {
+            Db::Sqlite(p, _) => sqlx::query(sql).execute(p).await.is_err(),
+            Db::Postgres(p) => sqlx::query(sql).execute(p).await.is_err(),
+        };
+        assert!(
+            refused,
+            "{sql} went through: the revisions lost their guard"
+        );
+    }
+    let ledger = Ledger::start(db.clone()).await.unwrap();
+    let added = ledger
+        .submit(
+            Context::system(),
+            Command::AppendNotes {
+                kind: RecordKind::Client,
+                id,
+                text: "Paid the deposit.".into(),
+                stamp: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(added.notes_revision, Some(4));
+    ledger
+        .submit(
+            Context::system(),
+            Command::SaveNotes {
+                kind: RecordKind::Client,
+                id,
+                text: "Called.\nBooked for Saturday.\nPaid the deposit.".into(),
+                base_revision: 4,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM note_revisions WHERE change IS NULL"
+        )
+        .await,
+        3,
+        "the new revisions keep their changes"
+    );
+
+    let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let expected = vec![
+        (
+            5,
+            owned(&["Booked for Friday."]),
+            owned(&["Booked for Saturday."]),
+        ),
+        (4, owned(&[]), owned(&["Paid the deposit."])),
+        (3, owned(&["Booked."]), owned(&["Booked for Friday."])),
+        (2, owned(&[]), owned(&["Booked."])),
+        (1, owned(&[]), owned(&["Called."])),
+    ];
+    assert_eq!(notes_changes(&db, id, 100).await, expected);
+    // Pages that end between the old revisions and the new show the same.
+    for limit in 1..=3 {
+        assert_eq!(
+            notes_changes(&db, id, limit).await,
+            expected,
+            "pages of {limit}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_saved_before_revisions_kept_their_changes_show_the_same_history_sqlite() {
+    notes_upgrade(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_saved_before_revisions_kept_their_changes_show_the_same_history_postgres() {
+    notes_upgrade(true).await;
 }
