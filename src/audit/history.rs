@@ -11,7 +11,7 @@ use crate::domain::{
     record::{Fields, RecordKind},
     stamp::{self, StampFormat},
 };
-use crate::store::{self, Db, audit_log, notes};
+use crate::store::{self, Db, audit_log, history::Shown, notes};
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
@@ -108,26 +108,21 @@ pub async fn timeline(
     let revisions = page.revisions;
     let take = usize::try_from(limit + 1).unwrap_or(usize::MAX);
     for (i, r) in revisions.iter().enumerate().take(take) {
-        let change = match (&r.change, &r.text) {
-            (Some(c), _) => c.clone(),
+        let change = match &r.shown {
+            Shown::Change(c) => c.clone(),
             // Written before changes were stored, as was every revision before it.
-            (None, Some(text)) => {
-                let old = match revisions.get(i + 1) {
+            Shown::Text(text) => {
+                let old = match revisions.get(i + 1).map(|p| (p.revision, &p.shown)) {
                     None => "",
-                    Some(p) => p.text.as_deref().ok_or_else(|| {
-                        store::Error::Corrupt(format!(
-                            "revision {} has no stored change but {} before it has one",
-                            r.revision, p.revision
-                        ))
-                    })?,
+                    Some((_, Shown::Text(old))) => old,
+                    Some((before, Shown::Change(_))) => {
+                        return Err(store::Error::Corrupt(format!(
+                            "revision {} has no stored change but {before} before it has one",
+                            r.revision
+                        )));
+                    }
                 };
                 note::change(old, text)
-            }
-            (None, None) => {
-                return Err(store::Error::Corrupt(format!(
-                    "revision {} has neither change nor text",
-                    r.revision
-                )));
             }
         };
         items.push(Item::Notes {

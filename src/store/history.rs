@@ -31,15 +31,21 @@ pub struct Page {
     pub revisions: Vec<RevisionChange>,
 }
 
-/// A notes revision as history shows it: what it changed, as stored with it. Revisions
-/// written before changes were stored have none, and come with their text instead.
+/// A notes revision as history shows it.
 #[derive(Debug)]
 pub struct RevisionChange {
     pub revision: i64,
     pub ts: i64,
     pub author: Author,
-    pub change: Option<Change>,
-    pub text: Option<String>,
+    pub shown: Shown,
+}
+
+/// What a revision brings to history: the change stored with it or, for one written
+/// before changes were stored, its text, to compare with the one before.
+#[derive(Debug)]
+pub enum Shown {
+    Change(Change),
+    Text(String),
 }
 
 /// The three reads as one statement: on PostgreSQL each would be a round trip of its own,
@@ -141,13 +147,12 @@ pub async fn page(
                     initials: initials.ok_or_else(|| missing("initials"))?,
                     name: name.ok_or_else(|| missing("author name"))?,
                 },
-                change: match change {
-                    Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+                shown: match change {
+                    Some(json) => Shown::Change(serde_json::from_str(&json).map_err(|e| {
                         super::Error::Corrupt(format!("revision {key}'s change: {e}"))
                     })?),
-                    None => None,
+                    None => Shown::Text(body.ok_or_else(|| missing("text"))?),
                 },
-                text: body,
             }),
         }
     }
