@@ -92,8 +92,8 @@ pub async fn timeline(
         status_notes: bound(1, c),
         revisions: bound(0, c),
     };
-    // One more than the page needs: a revision's change is against the one before it.
-    let page = store::history::page(db, kind, id, bounds, limit + 1, limit + 2).await?;
+    // One more than the page shows, to know whether there is a next.
+    let page = store::history::page(db, kind, id, bounds, limit + 1).await?;
     let mut items = Vec::new();
     for row in page.entries {
         items.push(Item::Audit {
@@ -105,31 +105,15 @@ pub async fn timeline(
     for n in page.status_notes {
         items.push(Item::StatusNote { ts: n.ts, note: n });
     }
-    let revisions = page.revisions;
-    let take = usize::try_from(limit + 1).unwrap_or(usize::MAX);
-    for (i, r) in revisions.iter().enumerate().take(take) {
-        let change = match &r.shown {
-            Shown::Change(c) => c.clone(),
-            // Written before changes were stored, as was every revision before it.
-            Shown::Text(text) => {
-                let old = match revisions.get(i + 1).map(|p| (p.revision, &p.shown)) {
-                    None => "",
-                    Some((_, Shown::Text(old))) => old,
-                    Some((before, Shown::Change(_))) => {
-                        return Err(store::Error::Corrupt(format!(
-                            "revision {} has no stored change but {before} before it has one",
-                            r.revision
-                        )));
-                    }
-                };
-                note::change(old, text)
-            }
-        };
+    for r in page.revisions {
         items.push(Item::Notes {
             ts: r.ts,
             revision: r.revision,
-            change,
-            author: r.author.clone(),
+            change: match r.shown {
+                Shown::Change(c) => c,
+                Shown::Text { text, before } => note::change(&before, &text),
+            },
+            author: r.author,
         });
     }
     items.sort_by_key(|i| std::cmp::Reverse(i.key()));

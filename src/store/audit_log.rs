@@ -183,24 +183,34 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
 }
 
 /// The entries whose keys meet every clause, newest first, at most `limit`, as
-/// `columns` of `audit_log l` (naming `idx` and `ts` among them): those already in
-/// `audit_keys` through its indexes, and the tail after them (a few hundred entries at
-/// most, see the writer) from the log itself. A clause names a key's table as `{t}`.
+/// `columns` of `audit_log l` (naming `idx` and `ts` among them), from both [`parts`].
 /// One statement, so both parts read the same snapshot.
 pub(crate) fn newest_first(clauses: &[String], limit: &str, columns: &str) -> String {
-    let both = |t: &str| {
-        let all: Vec<String> = clauses.iter().map(|c| c.replace("{t}", t)).collect();
-        all.join(" AND ")
-    };
+    let [indexed, tail] = parts(clauses, columns);
     format!(
-        "SELECT * FROM (SELECT {columns} FROM audit_keys k JOIN audit_log l ON l.idx = k.idx \
-           WHERE {indexed} ORDER BY k.ts DESC, k.idx DESC LIMIT {limit}) AS indexed \
-         UNION ALL SELECT * FROM (SELECT {columns} FROM audit_log l \
-           WHERE {TAIL} AND {tail} ORDER BY l.ts DESC, l.idx DESC LIMIT {limit}) AS tail \
-         ORDER BY ts DESC, idx DESC LIMIT {limit}",
-        indexed = both("k."),
-        tail = both("l."),
+        "SELECT * FROM ({indexed} ORDER BY k.ts DESC, k.idx DESC LIMIT {limit}) AS indexed \
+         UNION ALL SELECT * FROM ({tail} ORDER BY l.ts DESC, l.idx DESC LIMIT {limit}) AS tail \
+         ORDER BY ts DESC, idx DESC LIMIT {limit}"
     )
+}
+
+/// The two SELECTs that find the entries whose keys meet every clause: those already in
+/// `audit_keys` (as `k`) through its indexes, and the tail after them (a few hundred
+/// entries at most, see the writer) from the log itself, each with the entry as `l`.
+/// Clauses and `columns` name a key's table as `{t}`.
+pub(crate) fn parts(clauses: &[String], columns: &str) -> [String; 2] {
+    let with = |t: &str| {
+        let all: Vec<String> = clauses.iter().map(|c| c.replace("{t}", t)).collect();
+        (columns.replace("{t}", t), all.join(" AND "))
+    };
+    let ((indexed_columns, indexed), (tail_columns, tail)) = (with("k."), with("l."));
+    [
+        format!(
+            "SELECT {indexed_columns} FROM audit_keys k JOIN audit_log l ON l.idx = k.idx \
+             WHERE {indexed}"
+        ),
+        format!("SELECT {tail_columns} FROM audit_log l WHERE {TAIL} AND {tail}"),
+    ]
 }
 
 /// The index of the last entry whose keys are in `audit_keys` (-1 for none): keys are

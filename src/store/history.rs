@@ -1,10 +1,10 @@
-//! A page of a record's history read in one statement: its audit entries, status notes
-//! and notes revisions, each source newest first, for `audit::history` to merge.
+//! A page of a record's history read in one statement: the newest of its audit entries,
+//! status notes and notes revisions taken together, for `audit::history` to show.
 
 use std::sync::LazyLock;
 
 use super::{
-    Db, Result, SqlValue,
+    Backend, Db, Result, SqlValue,
     audit_log::{self, StoredEntry},
     notes::{Author, StatusNote},
     statement,
@@ -23,7 +23,7 @@ pub struct Bounds {
     pub revisions: Option<(i64, i64)>,
 }
 
-/// Each source's rows, newest first.
+/// Each source's rows on the page, newest first.
 #[derive(Debug, Default)]
 pub struct Page {
     pub entries: Vec<StoredEntry>,
@@ -41,47 +41,83 @@ pub struct RevisionChange {
 }
 
 /// What a revision brings to history: the change stored with it or, for one written
-/// before changes were stored, its text, to compare with the one before.
+/// before changes were stored, its text and the one before it, to compare.
 #[derive(Debug)]
 pub enum Shown {
     Change(Change),
-    Text(String),
+    Text { text: String, before: String },
 }
 
-/// The three reads as one statement: on PostgreSQL each would be a round trip of its own,
-/// and a history page is read far more often than anything is written. Every source keeps
-/// its own index and its own limit; the typed NULLs let both databases match the columns.
-/// A revision's text is read only when it has no stored change.
-static SQL: LazyLock<String> = LazyLock::new(|| {
-    let entries = audit_log::newest_first(
+/// One statement, since on PostgreSQL each read would be a round trip of its own and a
+/// history page is read far more often than anything is written. First the keys of the
+/// page: the sources merged in history's order (`audit::history::Item::key`). Then what
+/// is shown, for those rows only. A revision's text is read only when it has no stored
+/// change, and then with the text before it (numbers run without gaps) to compare with.
+/// The typed NULLs let both databases match the columns.
+fn sql(backend: Backend) -> String {
+    let [indexed, tail] = audit_log::parts(
         &[
             "{t}record_type = $1".to_owned(),
             "{t}record_id = $2".to_owned(),
             "({t}ts < $3 OR ({t}ts = $3 AND {t}idx < $4))".to_owned(),
             "length(l.entry) > 0".to_owned(),
         ],
-        "$9",
-        "CAST(2 AS BIGINT) AS src, l.ts AS ts, l.idx AS idx, l.entry AS entry, \
-         CAST(NULL AS TEXT) AS who_kind, CAST(NULL AS BIGINT) AS who_id, \
-         CAST(NULL AS TEXT) AS initials, CAST(NULL AS TEXT) AS name, \
-         CAST(NULL AS TEXT) AS body, CAST(NULL AS BIGINT) AS audit_idx, \
-         CAST(NULL AS TEXT) AS change",
+        "CAST(2 AS BIGINT) AS src, {t}ts AS ts, {t}idx AS idx",
     );
+    let bounded = |select: &str, order: &str, name: &str| {
+        format!("SELECT * FROM ({select} ORDER BY {order} LIMIT $9) AS {name}")
+    };
+    let status_notes = "SELECT CAST(1 AS BIGINT), ts, id FROM status_notes \
+        WHERE record_type = $1 AND record_id = $2 AND (ts < $5 OR (ts = $5 AND id < $6))";
+    // Revisions come in time order by number (the log's time never runs backwards), but
+    // their index is by number, which no database can take for time: each reads its page.
+    let revisions = bounded(
+        "SELECT CAST(0 AS BIGINT), ts, revision FROM note_revisions \
+         WHERE record_type = $1 AND record_id = $2 AND (ts < $7 OR (ts = $7 AND revision < $8))",
+        "revision DESC",
+        "r",
+    );
+    let keys = match backend {
+        // SQLite merges the other sources as they come off their indexes, in time order,
+        // and stops reading each where the page is full; an order and a limit of their
+        // own would have it read and sort a page of each first.
+        Backend::Sqlite => [indexed, tail, status_notes.to_owned(), revisions],
+        // PostgreSQL's planner would sort all of a record's rows rather than merge them
+        // when it takes the record to have few, so each source is bounded by the page.
+        Backend::Postgres => [
+            bounded(&indexed, "k.ts DESC, k.idx DESC", "k"),
+            bounded(&tail, "l.ts DESC, l.idx DESC", "t"),
+            bounded(status_notes, "ts DESC, id DESC", "s"),
+            revisions,
+        ],
+    }
+    .join(" UNION ALL ");
     format!(
-        "SELECT * FROM ({entries}) AS e \
-UNION ALL SELECT * FROM (SELECT CAST(1 AS BIGINT), ts, id, CAST(NULL AS BYTEA), actor_kind, \
-    actor_id, actor_initials, CAST(NULL AS TEXT), body, audit_idx, CAST(NULL AS TEXT) \
-  FROM status_notes WHERE record_type = $1 AND record_id = $2 \
-    AND (ts < $5 OR (ts = $5 AND id < $6)) \
-  ORDER BY ts DESC, id DESC LIMIT $9) AS s \
-UNION ALL SELECT * FROM (SELECT CAST(0 AS BIGINT), ts, revision, CAST(NULL AS BYTEA), \
-    author_kind, author_id, author_initials, author_name, \
-    CASE WHEN change IS NULL THEN body END, CAST(NULL AS BIGINT), change \
-  FROM note_revisions WHERE record_type = $1 AND record_id = $2 \
-    AND (ts < $7 OR (ts = $7 AND revision < $8)) \
-  ORDER BY revision DESC LIMIT $10) AS r"
+        "WITH shown AS ({keys} ORDER BY ts DESC, src DESC, idx DESC LIMIT $9) \
+SELECT shown.src, shown.ts, shown.idx, l.entry, CAST(NULL AS TEXT) AS who_kind, \
+    CAST(NULL AS BIGINT) AS who_id, CAST(NULL AS TEXT) AS initials, \
+    CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS body, \
+    CAST(NULL AS BIGINT) AS audit_idx, CAST(NULL AS TEXT) AS change, \
+    CAST(NULL AS TEXT) AS before \
+  FROM shown JOIN audit_log l ON l.idx = shown.idx WHERE shown.src = 2 \
+UNION ALL SELECT shown.src, shown.ts, shown.idx, CAST(NULL AS BYTEA), n.actor_kind, \
+    n.actor_id, n.actor_initials, CAST(NULL AS TEXT), n.body, n.audit_idx, \
+    CAST(NULL AS TEXT), CAST(NULL AS TEXT) \
+  FROM shown JOIN status_notes n ON n.id = shown.idx WHERE shown.src = 1 \
+UNION ALL SELECT shown.src, shown.ts, shown.idx, CAST(NULL AS BYTEA), v.author_kind, \
+    v.author_id, v.author_initials, v.author_name, \
+    CASE WHEN v.change IS NULL THEN v.body END, CAST(NULL AS BIGINT), v.change, \
+    CASE WHEN v.change IS NULL THEN (SELECT p.body FROM note_revisions p \
+      WHERE p.record_type = $1 AND p.record_id = $2 AND p.revision = v.revision - 1 \
+        AND p.change IS NULL) END \
+  FROM shown JOIN note_revisions v ON v.record_type = $1 AND v.record_id = $2 \
+    AND v.revision = shown.idx \
+  WHERE shown.src = 0",
     )
-});
+}
+
+static SQLITE: LazyLock<String> = LazyLock::new(|| sql(Backend::Sqlite));
+static POSTGRES: LazyLock<String> = LazyLock::new(|| sql(Backend::Postgres));
 
 type Row = (
     i64,
@@ -95,18 +131,12 @@ type Row = (
     Option<String>,
     Option<i64>,
     Option<String>,
+    Option<String>,
 );
 
-/// At most `limit` entries and status notes and `revisions_limit` revisions of the
-/// record, each after its bound.
-pub async fn page(
-    db: &Db,
-    kind: RecordKind,
-    id: i64,
-    bounds: Bounds,
-    limit: i64,
-    revisions_limit: i64,
-) -> Result<Page> {
+/// The record's newest `limit` entries, status notes and revisions taken together, after
+/// each source's bound.
+pub async fn page(db: &Db, kind: RecordKind, id: i64, bounds: Bounds, limit: i64) -> Result<Page> {
     let from = |b: Option<(i64, i64)>| b.unwrap_or((i64::MAX, i64::MAX));
     let (e, s, r) = (
         from(bounds.entries),
@@ -114,14 +144,20 @@ pub async fn page(
         from(bounds.revisions),
     );
     let mut conn = db.reader().await?;
-    let rows: Vec<Row> = statement(SQL.as_str())
+    let sql = match db.backend() {
+        Backend::Sqlite => SQLITE.as_str(),
+        Backend::Postgres => POSTGRES.as_str(),
+    };
+    let rows: Vec<Row> = statement(sql)
         .bind(kind.as_str())
         .bind(id)
-        .bind_all([e.0, e.1, s.0, s.1, r.0, r.1, limit, revisions_limit].map(SqlValue::from))
+        .bind_all([e.0, e.1, s.0, s.1, r.0, r.1, limit].map(SqlValue::from))
         .fetch_all(conn.run())
         .await?;
     let mut page = Page::default();
-    for (src, ts, key, bytes, who_kind, who_id, initials, name, body, audit_idx, change) in rows {
+    for row in rows {
+        let (src, ts, key, bytes, who_kind, who_id, initials, name, body, audit_idx, change, old) =
+            row;
         let missing = |what: &str| super::Error::Corrupt(format!("a history row has no {what}"));
         match src {
             2 => page.entries.push(StoredEntry {
@@ -151,10 +187,26 @@ pub async fn page(
                     Some(json) => Shown::Change(serde_json::from_str(&json).map_err(|e| {
                         super::Error::Corrupt(format!("revision {key}'s change: {e}"))
                     })?),
-                    None => Shown::Text(body.ok_or_else(|| missing("text"))?),
+                    None => Shown::Text {
+                        text: body.ok_or_else(|| missing("text"))?,
+                        before: before(key, old)?,
+                    },
                 },
             }),
         }
     }
     Ok(page)
+}
+
+/// The text of the revision before `revision`, which was written without a stored change,
+/// as was every revision before it.
+fn before(revision: i64, text: Option<String>) -> Result<String> {
+    match text {
+        Some(text) => Ok(text),
+        None if revision == 1 => Ok(String::new()),
+        None => Err(super::Error::Corrupt(format!(
+            "revision {revision} has no stored change, but {} is missing or has one",
+            revision - 1
+        ))),
+    }
 }

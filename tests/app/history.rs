@@ -34,6 +34,15 @@ both!(one_timeline_newest_first_in_pages, |app| {
     app.update(RecordKind::Client, client.id, json!({"email": "b@x.com"}))
         .await
         .unwrap();
+    // One change that writes an entry, a status note and a notes line at the same moment.
+    let active = app.list_id("client_status", "Active Client").await;
+    app.update(
+        RecordKind::Client,
+        client.id,
+        json!({"client_status_id": active, "email": "c@x.com"}),
+    )
+    .await
+    .unwrap();
 
     let all = history::timeline(&app.db, RecordKind::Client, client.id, None, 100)
         .await
@@ -47,15 +56,24 @@ both!(one_timeline_newest_first_in_pages, |app| {
             Item::Notes { .. } => "notes",
         })
         .collect();
-    // Newest first: the email change (entry, then the reason line in the notes), the
-    // status change (entry, status note), the notes save (entry, revision), the create.
+    // Newest first: the status and email change (entry, status note, the reason line in
+    // the notes), the email change (entry, reason line), the status change (entry, status
+    // note), the notes save (entry, revision), the create.
     assert_eq!(
         kinds,
         [
-            "audit", "notes", "audit", "status", "audit", "notes", "audit"
+            "audit", "status", "notes", "audit", "notes", "audit", "status", "audit", "notes",
+            "audit"
         ]
     );
-    match &all.items[1] {
+    let moments: Vec<i64> = all.items[..3]
+        .iter()
+        .map(|i| match i {
+            Item::Audit { ts, .. } | Item::StatusNote { ts, .. } | Item::Notes { ts, .. } => *ts,
+        })
+        .collect();
+    assert!(moments.iter().all(|t| *t == moments[0]), "{moments:?}");
+    match &all.items[4] {
         Item::Notes {
             change, revision, ..
         } => {
@@ -71,29 +89,38 @@ both!(one_timeline_newest_first_in_pages, |app| {
         }
         other => panic!("{other:?}"),
     }
-    // Pages of 2 give the same items in the same order.
-    let mut paged = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = history::timeline(&app.db, RecordKind::Client, client.id, cursor.as_deref(), 2)
-            .await
-            .unwrap();
-        paged.extend(
-            page.items
-                .into_iter()
-                .map(|i| serde_json::to_string(&i).unwrap()),
-        );
-        match page.next {
-            Some(n) => cursor = Some(n),
-            None => break,
-        }
-    }
+    // Pages of any size give the same items in the same order, also when a page ends
+    // between the entry, status note and revision one change wrote at the same moment.
     let whole: Vec<_> = all
         .items
         .iter()
         .map(|i| serde_json::to_string(i).unwrap())
         .collect();
-    assert_eq!(paged, whole);
+    for size in 1..=3 {
+        let mut paged = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = history::timeline(
+                &app.db,
+                RecordKind::Client,
+                client.id,
+                cursor.as_deref(),
+                size,
+            )
+            .await
+            .unwrap();
+            paged.extend(
+                page.items
+                    .into_iter()
+                    .map(|i| serde_json::to_string(&i).unwrap()),
+            );
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(paged, whole, "pages of {size}");
+    }
 });
 
 both!(as_of_equals_what_a_reader_saw_then, |app| {
