@@ -19,8 +19,10 @@ use std::{
 
 use super::Result;
 
-/// How much of the file each reader maps; the mapping is shared with the page cache.
-const MMAP_BYTES: i64 = 1 << 30;
+/// How much of the file each reader maps: all of it, up to SQLite's compile-time cap. The
+/// mapping is shared with the page cache, and what lies past it is read a page at a
+/// time, which is where the newest rows are, the ones history reads.
+const MMAP_BYTES: i64 = 1 << 40;
 
 /// Direct read connections to one SQLite file (none for an in-memory database).
 #[derive(Clone, Default)]
