@@ -188,28 +188,42 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
 pub(crate) fn newest_first(clauses: &[String], limit: &str, columns: &str) -> String {
     let [indexed, tail] = parts(clauses, columns);
     format!(
-        "SELECT * FROM ({indexed} ORDER BY k.ts DESC, k.idx DESC LIMIT {limit}) AS indexed \
-         UNION ALL SELECT * FROM ({tail} ORDER BY l.ts DESC, l.idx DESC LIMIT {limit}) AS tail \
-         ORDER BY ts DESC, idx DESC LIMIT {limit}"
+        "SELECT * FROM ({} ORDER BY {} LIMIT {limit}) AS indexed \
+         UNION ALL SELECT * FROM ({} ORDER BY {} LIMIT {limit}) AS tail \
+         ORDER BY ts DESC, idx DESC LIMIT {limit}",
+        indexed.select, indexed.newest_first, tail.select, tail.newest_first
     )
 }
 
-/// The two SELECTs that find the entries whose keys meet every clause: those already in
+/// One of the two halves of an audit search.
+pub(crate) struct Part {
+    pub select: String,
+    /// The order that reads it newest first, along its index.
+    pub newest_first: &'static str,
+}
+
+/// The two halves that find the entries whose keys meet every clause: those already in
 /// `audit_keys` (as `k`) through its indexes, and the tail after them (a few hundred
 /// entries at most, see the writer) from the log itself, each with the entry as `l`.
 /// Clauses and `columns` name a key's table as `{t}`.
-pub(crate) fn parts(clauses: &[String], columns: &str) -> [String; 2] {
+pub(crate) fn parts(clauses: &[String], columns: &str) -> [Part; 2] {
     let with = |t: &str| {
         let all: Vec<String> = clauses.iter().map(|c| c.replace("{t}", t)).collect();
         (columns.replace("{t}", t), all.join(" AND "))
     };
     let ((indexed_columns, indexed), (tail_columns, tail)) = (with("k."), with("l."));
     [
-        format!(
-            "SELECT {indexed_columns} FROM audit_keys k JOIN audit_log l ON l.idx = k.idx \
-             WHERE {indexed}"
-        ),
-        format!("SELECT {tail_columns} FROM audit_log l WHERE {TAIL} AND {tail}"),
+        Part {
+            select: format!(
+                "SELECT {indexed_columns} FROM audit_keys k JOIN audit_log l ON l.idx = k.idx \
+                 WHERE {indexed}"
+            ),
+            newest_first: "k.ts DESC, k.idx DESC",
+        },
+        Part {
+            select: format!("SELECT {tail_columns} FROM audit_log l WHERE {TAIL} AND {tail}"),
+            newest_first: "l.ts DESC, l.idx DESC",
+        },
     ]
 }
 

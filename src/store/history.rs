@@ -81,12 +81,17 @@ fn sql(backend: Backend) -> String {
         // SQLite merges the other sources as they come off their indexes, in time order,
         // and stops reading each where the page is full; an order and a limit of their
         // own would have it read and sort a page of each first.
-        Backend::Sqlite => [indexed, tail, status_notes.to_owned(), revisions],
+        Backend::Sqlite => [
+            indexed.select,
+            tail.select,
+            status_notes.to_owned(),
+            revisions,
+        ],
         // PostgreSQL's planner would sort all of a record's rows rather than merge them
         // when it takes the record to have few, so each source is bounded by the page.
         Backend::Postgres => [
-            bounded(&indexed, "k.ts DESC, k.idx DESC", "k"),
-            bounded(&tail, "l.ts DESC, l.idx DESC", "t"),
+            bounded(&indexed.select, indexed.newest_first, "k"),
+            bounded(&tail.select, tail.newest_first, "t"),
             bounded(status_notes, "ts DESC, id DESC", "s"),
             revisions,
         ],
