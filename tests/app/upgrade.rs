@@ -77,6 +77,25 @@ async fn migrate_before(db: &Db, version: i64) {
     }
 }
 
+/// Changes the schema as `exec` does, but on SQLite on a connection of its own. One from
+/// the pool may hold the schema as it was before another connection changed it, and an
+/// ALTER TABLE checks names against that copy without reading the schema again: a DROP
+/// COLUMN of a column another connection added failed so, now and then, in CI.
+async fn alter(db: &Db, url: &str, sql: &str) {
+    match db {
+        Db::Sqlite(_, _) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            conn.close().await.unwrap();
+        }
+        Db::Postgres(_) => exec(db, sql).await,
+    }
+}
+
 async fn upgrade(postgres: bool) {
     let Some((url, _dir)) = new_database_url(postgres).await else {
         return;
@@ -87,12 +106,13 @@ async fn upgrade(postgres: bool) {
     // writer did not: the column is there while it writes the old log, and gone again
     // before the upgrade adds it.
     let head_writes = "ALTER TABLE log_head ADD COLUMN writes BIGINT NOT NULL DEFAULT 0";
-    exec(&db, head_writes).await;
+    alter(&db, &url, head_writes).await;
     // Likewise it keys tree nodes by their leaf (0012): it writes a table of that shape,
     // whose nodes go back into the old table, guards and all, before the upgrade.
-    exec(&db, "ALTER TABLE audit_tree RENAME TO audit_tree_old").await;
-    exec(
+    alter(&db, &url, "ALTER TABLE audit_tree RENAME TO audit_tree_old").await;
+    alter(
         &db,
+        &url,
         "CREATE TABLE audit_tree (leaf BIGINT NOT NULL, level BIGINT NOT NULL, \
          hash BYTEA NOT NULL, PRIMARY KEY (leaf, level))",
     )
@@ -104,22 +124,14 @@ async fn upgrade(postgres: bool) {
     let key = Verifier::from_vkey(&signer.verifier().to_vkey()).unwrap();
     let old = checkpoint(&db, &signer).await;
     drop(ledger);
-    exec(&db, "ALTER TABLE log_head DROP COLUMN writes").await;
-    let back = [
+    alter(&db, &url, "ALTER TABLE log_head DROP COLUMN writes").await;
+    for sql in [
         "INSERT INTO audit_tree_old (level, idx, hash) \
          SELECT level, ((leaf + 1) >> CAST(level AS INTEGER)) - 1, hash FROM audit_tree",
         "DROP TABLE audit_tree",
         "ALTER TABLE audit_tree_old RENAME TO audit_tree",
-    ];
-    match &db {
-        // One SQLite connection for all three: another one in the pool may still hold the
-        // schema from before the DROP, and a RENAME checks names against its own copy.
-        Db::Sqlite(_, _) => exec(&db, &back.join("; ")).await,
-        Db::Postgres(_) => {
-            for sql in back {
-                exec(&db, sql).await;
-            }
-        }
+    ] {
+        alter(&db, &url, sql).await;
     }
     // The writer before 0007 also stored every leaf hash as level 0 of the tree table.
     for row in audit_log::rows(&db, 0, i64::MAX, 10_000).await.unwrap() {
