@@ -77,10 +77,12 @@ async fn migrate_before(db: &Db, version: i64) {
     }
 }
 
-/// Changes the schema as `exec` does, but on SQLite on a connection of its own. One from
-/// the pool may hold the schema as it was before another connection changed it, and an
-/// ALTER TABLE checks names against that copy without reading the schema again: a DROP
-/// COLUMN of a column another connection added failed so, now and then, in CI.
+/// Runs `sql` as `exec` does, but on SQLite on a connection of its own, for the steps that
+/// change the schema. One from the pool may hold the schema as it was before another
+/// connection changed it, and a DROP COLUMN looks its column up in that copy without
+/// reading the schema again (a missing table makes SQLite check; a missing column does
+/// not, in the bundled sqlite3.c): dropping a column another connection added failed so,
+/// now and then, in CI.
 async fn alter(db: &Db, url: &str, sql: &str) {
     match db {
         Db::Sqlite(_, _) => {
