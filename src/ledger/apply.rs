@@ -1593,7 +1593,8 @@ impl Run<'_> {
                     .join("; "),
             };
             let line = format!("{}{what}. Reason: {reason}", self.stamp());
-            self.append_note_line(kind, record.id, &line).await?;
+            let author = self.author();
+            notes::stamp_line(self.tx, kind, record.id, self.micros(), &author, &line).await?;
         }
         Ok(())
     }

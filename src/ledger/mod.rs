@@ -72,6 +72,15 @@ impl Ledger {
         )
     }
 
+    /// Batches this process's writer ran a second time, with a savepoint per command,
+    /// because one command failed after it had written (or the database refused a
+    /// statement): rare, and each costs the batch's time twice.
+    pub fn batches_retried(&self) -> u64 {
+        self.stats
+            .retried
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many commands wait for the writer.
     pub fn queue_depth(&self) -> usize {
         QUEUE - self.queue.capacity()

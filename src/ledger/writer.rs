@@ -63,11 +63,13 @@ struct Watch {
     keyed: i64,
 }
 
-/// What `/metrics` shows of the writer: committed batches and the commands in them.
+/// What `/metrics` shows of the writer: committed batches, the commands in them, and the
+/// batches that ran again with a savepoint per command.
 #[derive(Default)]
 pub(super) struct Stats {
     pub batches: std::sync::atomic::AtomicU64,
     pub commands: std::sync::atomic::AtomicU64,
+    pub retried: std::sync::atomic::AtomicU64,
 }
 
 /// How far the clock may lag the log's last entry before that is recorded: servers
@@ -126,7 +128,14 @@ pub(super) async fn run(
             signer: signer.as_ref(),
             clock: &clock,
         };
-        let replies = run_batch(&parts, &mut last, &mut watch, std::mem::take(&mut batch)).await;
+        let replies = run_batch(
+            &parts,
+            &mut last,
+            &mut watch,
+            &stats,
+            std::mem::take(&mut batch),
+        )
+        .await;
         stats
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -235,6 +244,7 @@ async fn run_batch(
     parts: &Parts<'_>,
     last: &mut Timestamp,
     watch: &mut Watch,
+    stats: &Stats,
     jobs: Vec<Job>,
 ) -> Vec<Reply> {
     let (alarm, clock_behind) = (watch.alarm.clone(), watch.clock_behind);
@@ -243,6 +253,9 @@ async fn run_batch(
     if matches!(outcome, Err(Abort::Retry)) {
         // What the attempt changed in the watch was never committed.
         (watch.alarm, watch.clock_behind) = (alarm, clock_behind);
+        stats
+            .retried
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         outcome = attempt(parts, last, watch, &jobs, true).await;
     }
     let replies = jobs.into_iter().map(|j| j.reply);

@@ -14,7 +14,7 @@ pub mod records;
 mod statement;
 
 pub use readers::Readers;
-pub(crate) use statement::{Run, statement};
+pub(crate) use statement::{Held, Run, Statement, statement};
 
 use std::{
     collections::HashMap,
@@ -331,6 +331,16 @@ macro_rules! on_conn {
 }
 pub(crate) use on_conn;
 
+impl Conn<'_> {
+    /// The same connection, for one statement more before this borrow is used.
+    pub(crate) fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Self::Sqlite(c) => Conn::Sqlite(c),
+            Self::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
 fn pg_pool(connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(connections)
@@ -414,6 +424,8 @@ pub struct WriteTx {
     /// Records read ahead for the batch's commands (see [`records::prefetch_for_write`]),
     /// each as stored now: one is handed out once, and dropped when its row is written.
     prefetched: HashMap<(crate::domain::record::RecordKind, i64), records::StoredRecord>,
+    /// Writes held back for the next statement (PostgreSQL, until a savepoint).
+    held: Option<Held>,
 }
 
 enum TxInner {
@@ -463,6 +475,7 @@ impl WriteTx {
         let mut undisturbed = false;
         let mut head = None;
         let mut count = None;
+        let mut held = None;
         let inner = match (db, &conn.direct) {
             (Db::Sqlite(_, _), Some(direct)) => {
                 let mut tx = DirectTx {
@@ -488,6 +501,7 @@ impl WriteTx {
                 undisturbed = conn.seen.swap(i64::MIN, Ordering::Relaxed) == writes - 1;
                 head = Some(size);
                 count = Some((conn.seen.clone(), writes));
+                held = Some(Held::default());
                 TxInner::Postgres(tx)
             }
         };
@@ -498,6 +512,7 @@ impl WriteTx {
             head,
             count,
             prefetched: HashMap::new(),
+            held,
         })
     }
 
@@ -534,13 +549,42 @@ impl WriteTx {
     /// Where the transaction's statements run.
     pub(crate) fn run(&mut self) -> Run<'_> {
         match &mut self.inner {
-            TxInner::Sqlite(t) => Run::Counted(Conn::Sqlite(t), &mut self.written),
-            TxInner::Postgres(t) => Run::Counted(Conn::Postgres(t), &mut self.written),
+            TxInner::Sqlite(t) => Run::Counted(Conn::Sqlite(t), &mut self.written, None),
+            TxInner::Postgres(t) => {
+                Run::Counted(Conn::Postgres(t), &mut self.written, self.held.as_mut())
+            }
             TxInner::Direct(t) => Run::Direct(&t.conn),
         }
     }
 
-    pub async fn commit(self) -> Result<()> {
+    /// Runs a write whose answer nobody reads, or on PostgreSQL holds it back to go with
+    /// the transaction's next statement (see [`Held`]). It counts as written at once.
+    pub(crate) async fn hold(&mut self, write: Statement, table: &'static str) -> Result<()> {
+        let Some(held) = self.held.as_mut() else {
+            return write.execute(self.run()).await.map(|_| ());
+        };
+        if held.touches(write.sql()) {
+            self.send_held().await?;
+        }
+        self.written += 1;
+        self.held.get_or_insert_default().hold(write, table);
+        Ok(())
+    }
+
+    /// Sends the writes held back, in a statement of their own.
+    async fn send_held(&mut self) -> Result<()> {
+        let Some(held) = self.held.as_mut().and_then(|h| h.take(None)) else {
+            return Ok(());
+        };
+        let run = match &mut self.inner {
+            TxInner::Postgres(t) => Run::Counted(Conn::Postgres(t), &mut self.written, None),
+            _ => self.run(),
+        };
+        held.execute(run).await.map(|_| ())
+    }
+
+    pub async fn commit(mut self) -> Result<()> {
+        self.send_held().await?;
         match self.inner {
             TxInner::Sqlite(t) => t.commit().await?,
             TxInner::Postgres(t) => t.commit().await?,
@@ -569,8 +613,12 @@ impl WriteTx {
         }
     }
 
-    /// Savepoints let one command of a batch fail without sinking the others.
+    /// Savepoints let one command of a batch fail without sinking the others. A write
+    /// held back would land in whichever command's savepoint came next, so from the
+    /// first savepoint on nothing is held.
     pub async fn savepoint(&mut self) -> Result<()> {
+        self.send_held().await?;
+        self.held = None;
         self.exec("SAVEPOINT command").await
     }
     pub async fn release(&mut self) -> Result<()> {

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Db, Result, Run, WriteTx, statement};
+use super::{Db, Result, Run, Statement, WriteTx, statement};
 use crate::domain::{note::Change, record::RecordKind};
 
 /// Who wrote a revision or caused a status note, as they were then.
@@ -160,29 +160,36 @@ pub async fn insert_revision(
     Ok(())
 }
 
-/// Appends a line to a record's notes as a new revision, in one statement: the latest
+/// The statement that appends a line to a record's notes as a new revision: the latest
 /// revision is read and the next written together, which on PostgreSQL saves a round
 /// trip for every change whose reason is stamped into the notes. The text follows
 /// [`crate::domain::note::append_line`]: the line alone on empty notes, else on a line of
-/// its own, so its change is [`Change::appended`]. Returns the new revision and its text.
-pub async fn append_line(
-    tx: &mut WriteTx,
+/// its own, so its change is [`Change::appended`]. `$tail` ends it.
+macro_rules! append_line_sql {
+    ($tail:literal) => {
+        concat!(
+            "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
+             author_id, author_initials, author_name, change, body) \
+             SELECT $1, $2, COALESCE(l.revision, 0) + 1, $3, $4, $5, $6, $7, $10, \
+             CASE WHEN l.body IS NULL OR l.body = '' THEN $8 \
+             WHEN substr(l.body, length(l.body), 1) = $9 THEN l.body || $8 \
+             ELSE l.body || $9 || $8 END \
+             FROM (SELECT 1 AS one) AS o LEFT JOIN \
+             (SELECT revision, body FROM note_revisions WHERE record_type = $1 AND record_id = $2 \
+             ORDER BY revision DESC LIMIT 1) AS l ON 1 = 1",
+            $tail
+        )
+    };
+}
+
+fn appending(
+    sql: &'static str,
     kind: RecordKind,
     id: i64,
     ts: i64,
     author: &Author,
     line: &str,
-) -> Result<(i64, String)> {
-    let sql = "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
-               author_id, author_initials, author_name, change, body) \
-               SELECT $1, $2, COALESCE(l.revision, 0) + 1, $3, $4, $5, $6, $7, $10, \
-               CASE WHEN l.body IS NULL OR l.body = '' THEN $8 \
-               WHEN substr(l.body, length(l.body), 1) = $9 THEN l.body || $8 \
-               ELSE l.body || $9 || $8 END \
-               FROM (SELECT 1 AS one) AS o LEFT JOIN \
-               (SELECT revision, body FROM note_revisions WHERE record_type = $1 AND record_id = $2 \
-               ORDER BY revision DESC LIMIT 1) AS l ON 1 = 1 \
-               RETURNING revision, body";
+) -> Statement {
     statement(sql)
         .bind(kind.as_str())
         .bind(id)
@@ -194,8 +201,36 @@ pub async fn append_line(
         .bind(line)
         .bind("\n")
         .bind(change_json(&Change::appended(line)))
+}
+
+/// Appends a line to a record's notes as a new revision; returns the new revision and its
+/// text.
+pub async fn append_line(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    id: i64,
+    ts: i64,
+    author: &Author,
+    line: &str,
+) -> Result<(i64, String)> {
+    let sql = append_line_sql!(" RETURNING revision, body");
+    appending(sql, kind, id, ts, author, line)
         .fetch_one(tx.run())
         .await
+}
+
+/// Appends a line nobody reads back (a reason stamped into the notes): on PostgreSQL
+/// it goes with the transaction's next statement (see [`WriteTx::hold`]).
+pub async fn stamp_line(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    id: i64,
+    ts: i64,
+    author: &Author,
+    line: &str,
+) -> Result<()> {
+    let write = appending(append_line_sql!(""), kind, id, ts, author, line);
+    tx.hold(write, "note_revisions").await
 }
 
 fn change_json(change: &Change) -> String {
@@ -210,7 +245,7 @@ pub async fn insert_status_note(
 ) -> Result<()> {
     let sql = "INSERT INTO status_notes (record_type, record_id, ts, actor_kind, actor_id, \
                actor_initials, body, audit_idx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-    statement(sql)
+    let write = statement(sql)
         .bind(kind.as_str())
         .bind(id)
         .bind(note.ts)
@@ -218,10 +253,9 @@ pub async fn insert_status_note(
         .bind(note.actor_id)
         .bind(note.initials.as_str())
         .bind(note.text.as_str())
-        .bind(note.audit_idx)
-        .execute(tx.run())
-        .await?;
-    Ok(())
+        .bind(note.audit_idx);
+    // Nobody reads it back: on PostgreSQL it goes with the next statement.
+    tx.hold(write, "status_notes").await
 }
 
 /// Status notes newest first, before the keyset `(ts, id)`, at most `limit`.

@@ -17,8 +17,9 @@ use super::{CellKind, Conn, Error, Result, SqlValue, bind_all, cell, on_conn, tr
 pub(crate) enum Run<'c> {
     Sqlx(Conn<'c>),
     /// A writer's transaction through sqlx, which adds the rows each statement inserts,
-    /// updates or deletes to the count (see [`super::WriteTx::rows_written`]).
-    Counted(Conn<'c>, &'c mut u64),
+    /// updates or deletes to the count (see [`super::WriteTx::rows_written`]), and on
+    /// PostgreSQL sends the writes it holds back along with the statement (see [`Held`]).
+    Counted(Conn<'c>, &'c mut u64, Option<&'c mut Held>),
     /// An SQLite connection called directly: the writer's (see [`super::WriteConn`]) or
     /// a reader's (see [`super::Readers`]).
     Direct(&'c Mutex<rusqlite::Connection>),
@@ -48,6 +49,10 @@ impl Statement {
     pub(crate) fn bind_all(mut self, values: impl IntoIterator<Item = SqlValue>) -> Self {
         self.args.extend(values);
         self
+    }
+
+    pub(crate) fn sql(&self) -> &str {
+        &self.sql
     }
 
     /// Runs it; how many rows it changed.
@@ -86,9 +91,19 @@ impl Statement {
         match run {
             Run::Direct(conn) => direct(conn, &self.sql, &self.args, kinds),
             Run::Sqlx(conn) => self.sqlx(conn, kinds).await,
-            Run::Counted(conn, written) => {
+            Run::Counted(mut conn, written, held) => {
                 let writes = self.writes();
-                let (changed, rows) = self.sqlx(conn, kinds).await?;
+                let this = match held {
+                    Some(held) if held.touches(&self.sql) => {
+                        if let Some(first) = held.take(None) {
+                            first.sqlx(conn.reborrow(), &[]).await?;
+                        }
+                        self
+                    }
+                    Some(held) => held.take(Some(self)).expect("a statement to send"),
+                    None => self,
+                };
+                let (changed, rows) = this.sqlx(conn, kinds).await?;
                 if writes {
                     // A statement with RETURNING answers one row per row it changed.
                     *written += changed.max(rows.len() as u64);
@@ -121,6 +136,97 @@ impl Statement {
             .iter()
             .any(|v| verb.eq_ignore_ascii_case(v))
     }
+}
+
+/// Writes held back on PostgreSQL until the transaction's next statement, which takes
+/// them along as data-modifying `WITH` parts: there every statement is a round trip, and
+/// a write whose answer nobody reads (a reason stamped into the notes, a status note)
+/// need not cost one of its own. All the parts of a statement see one snapshot, so a
+/// statement that names a held write's table would not see that write: the held writes
+/// then go first, in a statement of their own.
+#[derive(Default)]
+pub(crate) struct Held {
+    parts: Vec<(Statement, &'static str)>,
+}
+
+impl Held {
+    /// Holds `write`, which writes to `table`. What it reads must have been written
+    /// before the writes held already, or by none of them (see [`Held::touches`]).
+    pub(crate) fn hold(&mut self, write: Statement, table: &'static str) {
+        self.parts.push((write, table));
+    }
+
+    /// Whether `sql` names a table a held write writes to.
+    pub(crate) fn touches(&self, sql: &str) -> bool {
+        self.parts.iter().any(|(_, table)| names(sql, table))
+    }
+
+    /// The held writes as `WITH` parts before `then` (or on their own), holding nothing
+    /// after; `None` when nothing is held and there is no `then`.
+    pub(crate) fn take(&mut self, then: Option<Statement>) -> Option<Statement> {
+        if self.parts.is_empty() {
+            return then;
+        }
+        let mut parts = Vec::with_capacity(self.parts.len());
+        let mut args = Vec::new();
+        for (i, (write, _)) in self.parts.drain(..).enumerate() {
+            parts.push(format!(
+                "kt_held_{i} AS ({})",
+                shift_binds(&write.sql, args.len())
+            ));
+            args.extend(write.args);
+        }
+        let parts = parts.join(", ");
+        let sql = match then {
+            None => format!("WITH {parts} SELECT 1"),
+            Some(then) => {
+                let rest = shift_binds(&then.sql, args.len());
+                args.extend(then.args);
+                match rest.trim_start().strip_prefix("WITH ") {
+                    Some(more) => format!("WITH {parts}, {more}"),
+                    None => format!("WITH {parts} {rest}"),
+                }
+            }
+        };
+        Some(Statement {
+            sql: sql.into(),
+            args,
+        })
+    }
+}
+
+/// Whether `sql` names `table` as a whole word.
+fn names(sql: &str, table: &str) -> bool {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    sql.match_indices(table).any(|(at, _)| {
+        !word(sql[..at].chars().next_back()) && !word(sql[at + table.len()..].chars().next())
+    })
+}
+
+/// `sql` with every `$n` outside a quoted string made `$(n + by)`.
+fn shift_binds(sql: &str, by: usize) -> String {
+    if by == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '\'' {
+            quoted = !quoted;
+        } else if c == '$' && !quoted {
+            let mut digits = String::new();
+            while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                digits.push(d);
+            }
+            match digits.parse::<usize>() {
+                Ok(n) => out.push_str(&(n + by).to_string()),
+                Err(_) => out.push_str(&digits),
+            }
+        }
+    }
+    out
 }
 
 /// Runs a statement on the writer's SQLite connection, from a statement prepared once.
@@ -296,5 +402,87 @@ impl From<&[u8]> for SqlValue {
 impl From<Vec<u8>> for SqlValue {
     fn from(v: Vec<u8>) -> Self {
         Self::Bytes(Some(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_shift_outside_quoted_strings_only() {
+        let sql = "SELECT $1, '$2 costs', $10 FROM t WHERE a = $2 AND b = 'it''s $3'";
+        assert_eq!(
+            shift_binds(sql, 4),
+            "SELECT $5, '$2 costs', $14 FROM t WHERE a = $6 AND b = 'it''s $3'"
+        );
+    }
+
+    #[test]
+    fn a_table_is_named_only_as_a_whole_word() {
+        assert!(names(
+            "INSERT INTO note_revisions (a) VALUES ($1)",
+            "note_revisions"
+        ));
+        assert!(names("SELECT 1 FROM notes", "notes"));
+        assert!(!names(
+            "INSERT INTO note_revisions (a) VALUES ($1)",
+            "notes"
+        ));
+        assert!(!names("SELECT status_notes_id FROM x", "status_notes"));
+    }
+
+    #[test]
+    fn held_writes_go_first_with_their_binds_numbered_first() {
+        let mut held = Held::default();
+        held.hold(
+            statement("INSERT INTO status_notes (a, b) VALUES ($1, $2)")
+                .bind(1)
+                .bind("x"),
+            "status_notes",
+        );
+        held.hold(
+            statement("INSERT INTO note_revisions (a) VALUES ($1)").bind(2),
+            "note_revisions",
+        );
+        assert!(held.touches("SELECT body FROM note_revisions"));
+        assert!(!held.touches("UPDATE clients SET email = $1"));
+        let then = statement(
+            "WITH e AS (INSERT INTO audit_log (a) VALUES ($1)) UPDATE log_head SET size = $2",
+        )
+        .bind(3)
+        .bind(4);
+        let sent = held.take(Some(then)).expect("a statement");
+        assert_eq!(
+            sent.sql,
+            "WITH kt_held_0 AS (INSERT INTO status_notes (a, b) VALUES ($1, $2)), \
+             kt_held_1 AS (INSERT INTO note_revisions (a) VALUES ($3)), \
+             e AS (INSERT INTO audit_log (a) VALUES ($4)) UPDATE log_head SET size = $5"
+        );
+        assert_eq!(
+            sent.args,
+            vec![
+                SqlValue::Int(Some(1)),
+                SqlValue::Text(Some("x".into())),
+                SqlValue::Int(Some(2)),
+                SqlValue::Int(Some(3)),
+                SqlValue::Int(Some(4)),
+            ]
+        );
+        assert!(held.take(None).is_none(), "nothing is held after");
+    }
+
+    #[test]
+    fn held_writes_alone_end_in_a_select() {
+        let mut held = Held::default();
+        held.hold(
+            statement("INSERT INTO status_notes (a) VALUES ($1)").bind(1),
+            "status_notes",
+        );
+        let sent = held.take(None).expect("a statement");
+        assert_eq!(
+            sent.sql,
+            "WITH kt_held_0 AS (INSERT INTO status_notes (a) VALUES ($1)) SELECT 1"
+        );
     }
 }

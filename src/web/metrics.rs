@@ -102,6 +102,12 @@ pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, 
             commands as f64,
         ),
         (
+            "keeptrack_writer_batches_retried_total",
+            "counter",
+            "Batches run again with a savepoint per command, after one failed part-way.",
+            state.ledger.batches_retried() as f64,
+        ),
+        (
             "keeptrack_audit_log_size",
             "gauge",
             "Entries in the audit log.",

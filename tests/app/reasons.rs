@@ -233,3 +233,74 @@ both!(a_stamped_reason_goes_on_a_line_of_its_own, |app| {
         assert_eq!(notes.author.initials, "MKH");
     }
 });
+
+// On PostgreSQL a stamped reason is held back to go with the batch's next statement:
+// changes and plain notes lines to the same clients, submitted at once so that they
+// share batches, must still each get a revision of their own, in order, losing none.
+both!(
+    reasons_stamped_by_changes_at_once_each_get_a_revision,
+    |app| {
+        let clients = [
+            app.client("Smith").await.id,
+            app.client("Jones").await.id,
+            app.client("Brown").await.id,
+        ];
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..36 {
+            // In pairs: a change stamping its reason, then a line read back, to one client.
+            let (ledger, manager, id) = (app.ledger.clone(), app.manager, clients[i / 2 % 3]);
+            writes.spawn(async move {
+                let (ctx, command) = match i % 2 {
+                    0 => (
+                        Context::user(manager).with_reason(format!("R{i}")),
+                        email(id, &format!("c{i}@x.com")),
+                    ),
+                    _ => (
+                        Context::user(manager),
+                        Command::AppendNotes {
+                            kind: RecordKind::Client,
+                            id,
+                            text: format!("L{i}"),
+                            stamp: false,
+                        },
+                    ),
+                };
+                ledger.submit(ctx, command).await.unwrap();
+            });
+        }
+        while let Some(done) = writes.join_next().await {
+            done.unwrap();
+        }
+        // None failed part-way, so no batch had to run again with savepoints (where
+        // nothing is held back).
+        assert_eq!(app.ledger.batches_retried(), 0);
+        for (c, id) in clients.into_iter().enumerate() {
+            let revisions = store::notes::revisions(&app.db, RecordKind::Client, id, None, 100)
+                .await
+                .unwrap();
+            let numbers: Vec<i64> = revisions.iter().map(|r| r.revision).rev().collect();
+            assert_eq!(numbers, (1..=12).collect::<Vec<_>>(), "client {c}");
+            // Each revision is the one before with one line more.
+            for pair in revisions.windows(2) {
+                let (newer, older) = (&pair[0].text, &pair[1].text);
+                assert!(
+                    newer.starts_with(&format!("{older}\n")),
+                    "{older:?} → {newer:?}"
+                );
+            }
+            let lines: Vec<&str> = revisions[0].text.lines().collect();
+            assert_eq!(lines.len(), 12, "client {c}: {lines:?}");
+            for i in (0..36).filter(|i| i / 2 % 3 == c) {
+                let wanted = match i % 2 {
+                    0 => format!("Reason: R{i}"),
+                    _ => format!("L{i}"),
+                };
+                assert_eq!(
+                    lines.iter().filter(|l| l.ends_with(&wanted)).count(),
+                    1,
+                    "client {c}, write {i}: {lines:?}"
+                );
+            }
+        }
+    }
+);
