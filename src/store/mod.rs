@@ -430,8 +430,25 @@ pub struct WriteTx {
 
 enum TxInner {
     Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
+    Postgres(PgTx),
     Direct(DirectTx),
+}
+
+/// A transaction on the writer's PostgreSQL connection, begun by hand so that `BEGIN`
+/// goes in one round trip with the statement that takes the lock (sqlx's own waits for
+/// `BEGIN`'s answer first). Dropped before it ends, it closes the connection, which
+/// rolls it back: that connection is the writer's alone and is opened again.
+struct PgTx {
+    conn: PoolConnection<Postgres>,
+    open: bool,
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// A transaction on the writer's own SQLite connection; rolled back unless committed.
@@ -490,12 +507,17 @@ impl WriteTx {
             }
             (Db::Sqlite(p, _), None) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             (Db::Postgres(readers), _) => {
-                let mut tx = conn.postgres.as_ref().unwrap_or(readers).begin().await?;
-                let (size, writes): (i64, i64) = sqlx::query_as(
-                    "UPDATE log_head SET writes = writes + 1 WHERE id = 1 RETURNING size, writes",
+                let mut tx = PgTx {
+                    conn: conn.postgres.as_ref().unwrap_or(readers).acquire().await?,
+                    open: true,
+                };
+                let row = sqlx::raw_sql(
+                    "BEGIN; UPDATE log_head SET writes = writes + 1 WHERE id = 1 \
+                     RETURNING size, writes",
                 )
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *tx.conn)
                 .await?;
+                let (size, writes): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
                 // Known again only once this one commits: after a rollback, the next
                 // takes itself to be disturbed, the safe way to be wrong.
                 undisturbed = conn.seen.swap(i64::MIN, Ordering::Relaxed) == writes - 1;
@@ -550,9 +572,11 @@ impl WriteTx {
     pub(crate) fn run(&mut self) -> Run<'_> {
         match &mut self.inner {
             TxInner::Sqlite(t) => Run::Counted(Conn::Sqlite(t), &mut self.written, None),
-            TxInner::Postgres(t) => {
-                Run::Counted(Conn::Postgres(t), &mut self.written, self.held.as_mut())
-            }
+            TxInner::Postgres(t) => Run::Counted(
+                Conn::Postgres(&mut t.conn),
+                &mut self.written,
+                self.held.as_mut(),
+            ),
             TxInner::Direct(t) => Run::Direct(&t.conn),
         }
     }
@@ -577,7 +601,9 @@ impl WriteTx {
             return Ok(());
         };
         let run = match &mut self.inner {
-            TxInner::Postgres(t) => Run::Counted(Conn::Postgres(t), &mut self.written, None),
+            TxInner::Postgres(t) => {
+                Run::Counted(Conn::Postgres(&mut t.conn), &mut self.written, None)
+            }
             _ => self.run(),
         };
         held.execute(run).await.map(|_| ())
@@ -587,7 +613,10 @@ impl WriteTx {
         self.send_held().await?;
         match self.inner {
             TxInner::Sqlite(t) => t.commit().await?,
-            TxInner::Postgres(t) => t.commit().await?,
+            TxInner::Postgres(mut t) => {
+                sqlx::raw_sql("COMMIT").execute(&mut *t.conn).await?;
+                t.open = false;
+            }
             TxInner::Direct(mut t) => {
                 t.exec("COMMIT")?;
                 t.open = false;
@@ -632,7 +661,7 @@ impl WriteTx {
     async fn exec(&mut self, sql: &'static str) -> Result<()> {
         match &mut self.inner {
             TxInner::Sqlite(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ())?,
-            TxInner::Postgres(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ())?,
+            TxInner::Postgres(t) => sqlx::raw_sql(sql).execute(&mut *t.conn).await.map(|_| ())?,
             TxInner::Direct(t) => t.exec(sql)?,
         }
         Ok(())

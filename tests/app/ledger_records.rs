@@ -449,3 +449,78 @@ both!(unique_initials_and_usernames, |app| {
     let bytes = serde_json::to_string(entry).unwrap();
     assert!(!bytes.contains("argon2"), "{bytes}");
 });
+
+// A statement the database refuses part-way through a batch sinks the attempt; the batch
+// runs again with a savepoint per command, so the refused change is undone alone, and
+// (on PostgreSQL, whose connection is then closed to roll it back) the writer goes on.
+both!(
+    a_change_the_database_refuses_is_undone_alone_and_the_writer_goes_on,
+    |app| {
+        let mut clients = Vec::new();
+        for n in 0..8 {
+            clients.push(app.client(&format!("Client{n}")).await.id);
+        }
+        let refuse = match &app.db {
+            keeptrack::store::Db::Sqlite(..) => vec![
+                "CREATE TRIGGER refuse_boom BEFORE UPDATE ON clients WHEN NEW.first_name = 'Boom' \
+             BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END",
+            ],
+            keeptrack::store::Db::Postgres(_) => vec![
+                "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.first_name = 'Boom' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; \
+             RETURN NEW; END $$",
+                "CREATE TRIGGER refuse_boom BEFORE UPDATE ON clients \
+             FOR EACH ROW EXECUTE FUNCTION refuse_boom()",
+            ],
+        };
+        for sql in refuse {
+            crate::helpers::exec(&app.db, sql).await;
+        }
+        let rename = |id: i64, to: &str| Command::Update {
+            kind: RecordKind::Client,
+            id,
+            fields: crate::helpers::fields(json!({"first_name": to})),
+            expected_version: None,
+        };
+        let before = app.log_size().await;
+        let mut writes = tokio::task::JoinSet::new();
+        for (n, id) in clients.iter().copied().enumerate() {
+            let (ledger, staff) = (app.ledger.clone(), app.staff);
+            let to = if n == 3 {
+                "Boom".to_owned()
+            } else {
+                format!("N{n}")
+            };
+            let command = rename(id, &to);
+            writes.spawn(async move { (n, ledger.submit(Context::user(staff), command).await) });
+        }
+        while let Some(done) = writes.join_next().await {
+            let (n, result) = done.unwrap();
+            match n {
+                3 => assert!(
+                    matches!(&result, Err(Error::Store(_))),
+                    "the refused change: {result:?}"
+                ),
+                _ => assert!(result.is_ok(), "client {n}: {result:?}"),
+            }
+        }
+        assert!(app.ledger.batches_retried() >= 1);
+        assert_eq!(app.log_size().await, before + 7);
+        let refused = app.get(RecordKind::Client, clients[3]).await;
+        assert_eq!(
+            (refused.fields["first_name"].as_str(), refused.version),
+            (Some("Jane"), 1)
+        );
+        assert_eq!(
+            app.get(RecordKind::Client, clients[5]).await.fields["first_name"],
+            "N5"
+        );
+        // The writer still writes, on a connection of its own again on PostgreSQL.
+        app.submit(Context::user(app.staff), rename(clients[3], "Fine"))
+            .await
+            .unwrap();
+        assert_eq!(app.log_size().await, before + 8);
+        let report = crate::helpers::verify_now(&app.db).await;
+        assert!(report.findings.is_empty(), "{report:?}");
+    }
+);
