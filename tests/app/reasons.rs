@@ -304,3 +304,36 @@ both!(
         }
     }
 );
+
+// What looks like SQL or an escape in a reason (stamped into the notes, held back on
+// PostgreSQL to go with another statement) comes back exactly as written, and the
+// entry that carries it verifies.
+both!(a_reason_that_looks_like_sql_is_stored_as_written, |app| {
+    let client = app.client("Smith").await;
+    let reason = r#"O'Brien said \'; DROP TABLE clients; -- $1 E'\x00' "quoted" – ünïcode ✓"#;
+    app.submit(
+        Context::user(app.manager).with_reason(reason),
+        email(client.id, "o'brien@x.com"),
+    )
+    .await
+    .unwrap();
+    let notes = store::notes::latest(&app.db, RecordKind::Client, client.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        notes.text.ends_with(&format!(
+            "Email: jane@example.com → o'brien@x.com. Reason: {reason}"
+        )),
+        "{}",
+        notes.text
+    );
+    let entry = &app.latest(1).await[0];
+    assert_eq!(entry.reason.as_deref(), Some(reason));
+    assert_eq!(
+        app.get(RecordKind::Client, client.id).await.fields["email"],
+        "o'brien@x.com"
+    );
+    let report = crate::helpers::verify_now(&app.db).await;
+    assert!(report.findings.is_empty(), "{report:?}");
+});
