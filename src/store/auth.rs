@@ -344,15 +344,14 @@ pub async fn insert_idempotency(
 ) -> Result<()> {
     let sql = "INSERT INTO idempotency_keys (user_id, key, request_hash, record_type, record_id, \
                revision, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-    statement(sql)
+    let write = statement(sql)
         .bind(user_id)
         .bind(key)
         .bind(row.request_hash.as_str())
         .bind(row.record_type.as_str())
         .bind(row.record_id)
         .bind(row.revision)
-        .bind(now)
-        .execute(tx.run())
-        .await?;
-    Ok(())
+        .bind(now);
+    // Nobody reads it back in this command: on PostgreSQL it goes with the next statement.
+    tx.hold(write, "idempotency_keys").await
 }

@@ -524,3 +524,50 @@ both!(
         assert!(report.findings.is_empty(), "{report:?}");
     }
 );
+
+// One payment sent eight times at once with one idempotency key, so that the copies
+// share batches (on PostgreSQL the key's row is held back to go with a later
+// statement): it is taken once, and every copy answers with that payment.
+both!(a_payment_sent_at_once_with_one_key_is_taken_once, |app| {
+    let client = app.client("Smith").await;
+    let invoice = app.invoice(client.id).await;
+    let method = app.list_id("payment_method", "Cash").await;
+    let before = app.log_size().await;
+    // Other writes first, so that the writer, busy with the first, gathers the rest.
+    let mut others = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let (ledger, staff) = (app.ledger.clone(), app.staff);
+        let command = Command::Create {
+            kind: RecordKind::Client,
+            fields: crate::helpers::fields(json!({"last_name": format!("Other{n}")})),
+        };
+        others.spawn(async move { ledger.submit(Context::user(staff), command).await });
+    }
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (ledger, staff) = (app.ledger.clone(), app.staff);
+        let command = Command::Create {
+            kind: RecordKind::Payment,
+            fields: crate::helpers::fields(
+                json!({"invoice_id": invoice.id, "amount_cents": 2500, "payment_method_id": method}),
+            ),
+        };
+        let ctx = Context::user(staff).with_idempotency(keeptrack::ledger::Idempotency {
+            key: "pay-at-once".into(),
+            request_hash: "same-body".into(),
+        });
+        sends.spawn(async move { ledger.submit(ctx, command).await });
+    }
+    let mut ids = Vec::new();
+    while let Some(done) = sends.join_next().await {
+        let out = done.unwrap().expect("every copy is answered");
+        ids.push(out.record.unwrap().id);
+    }
+    while let Some(done) = others.join_next().await {
+        done.unwrap().unwrap();
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one payment: {ids:?}");
+    assert_eq!(app.log_size().await, before + 9);
+    assert_eq!(app.ledger.batches_retried(), 0);
+});
