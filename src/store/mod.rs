@@ -595,18 +595,13 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Sends the writes held back, in a statement of their own.
+    /// Sends the writes held back, in a statement of their own (taking them leaves
+    /// nothing held for it to join).
     async fn send_held(&mut self) -> Result<()> {
-        let Some(held) = self.held.as_mut().and_then(|h| h.take(None)) else {
-            return Ok(());
-        };
-        let run = match &mut self.inner {
-            TxInner::Postgres(t) => {
-                Run::Counted(Conn::Postgres(&mut t.conn), &mut self.written, None)
-            }
-            _ => self.run(),
-        };
-        held.execute(run).await.map(|_| ())
+        match self.held.as_mut().and_then(Held::take) {
+            Some(held) => held.execute(self.run()).await.map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     pub async fn commit(mut self) -> Result<()> {

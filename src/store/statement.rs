@@ -95,12 +95,12 @@ impl Statement {
                 let writes = self.writes();
                 let this = match held {
                     Some(held) if held.touches(&self.sql) => {
-                        if let Some(first) = held.take(None) {
+                        if let Some(first) = held.take() {
                             first.sqlx(conn.reborrow(), &[]).await?;
                         }
                         self
                     }
-                    Some(held) => held.take(Some(self)).expect("a statement to send"),
+                    Some(held) => held.join(self),
                     None => self,
                 };
                 let (changed, rows) = this.sqlx(conn, kinds).await?;
@@ -161,12 +161,39 @@ impl Held {
         self.parts.iter().any(|(_, table)| names(sql, table))
     }
 
-    /// The held writes as `WITH` parts before `then` (or on their own), holding nothing
-    /// after; `None` when nothing is held and there is no `then`.
-    pub(crate) fn take(&mut self, then: Option<Statement>) -> Option<Statement> {
+    /// `then` with the held writes as `WITH` parts before it; nothing is held after.
+    pub(crate) fn join(&mut self, then: Statement) -> Statement {
         if self.parts.is_empty() {
             return then;
         }
+        let (parts, mut args) = self.drain();
+        let rest = shift_binds(&then.sql, args.len());
+        args.extend(then.args);
+        let sql = match rest.trim_start().strip_prefix("WITH ") {
+            Some(more) => format!("WITH {parts}, {more}"),
+            None => format!("WITH {parts} {rest}"),
+        };
+        Statement {
+            sql: sql.into(),
+            args,
+        }
+    }
+
+    /// The held writes as a statement of their own, if any; nothing is held after.
+    pub(crate) fn take(&mut self) -> Option<Statement> {
+        if self.parts.is_empty() {
+            return None;
+        }
+        let (parts, args) = self.drain();
+        Some(Statement {
+            sql: format!("WITH {parts} SELECT 1").into(),
+            args,
+        })
+    }
+
+    /// The held writes as `WITH` parts, their binds numbered one after another, and
+    /// their arguments in that order.
+    fn drain(&mut self) -> (String, Vec<SqlValue>) {
         let mut parts = Vec::with_capacity(self.parts.len());
         let mut args = Vec::new();
         for (i, (write, _)) in self.parts.drain(..).enumerate() {
@@ -176,22 +203,7 @@ impl Held {
             ));
             args.extend(write.args);
         }
-        let parts = parts.join(", ");
-        let sql = match then {
-            None => format!("WITH {parts} SELECT 1"),
-            Some(then) => {
-                let rest = shift_binds(&then.sql, args.len());
-                args.extend(then.args);
-                match rest.trim_start().strip_prefix("WITH ") {
-                    Some(more) => format!("WITH {parts}, {more}"),
-                    None => format!("WITH {parts} {rest}"),
-                }
-            }
-        };
-        Some(Statement {
-            sql: sql.into(),
-            args,
-        })
+        (parts.join(", "), args)
     }
 }
 
@@ -452,7 +464,7 @@ mod tests {
         )
         .bind(3)
         .bind(4);
-        let sent = held.take(Some(then)).expect("a statement");
+        let sent = held.join(then);
         assert_eq!(
             sent.sql,
             "WITH kt_held_0 AS (INSERT INTO status_notes (a, b) VALUES ($1, $2)), \
@@ -469,7 +481,7 @@ mod tests {
                 SqlValue::Int(Some(4)),
             ]
         );
-        assert!(held.take(None).is_none(), "nothing is held after");
+        assert!(held.take().is_none(), "nothing is held after");
     }
 
     #[test]
@@ -479,7 +491,7 @@ mod tests {
             statement("INSERT INTO status_notes (a) VALUES ($1)").bind(1),
             "status_notes",
         );
-        let sent = held.take(None).expect("a statement");
+        let sent = held.take().expect("a statement");
         assert_eq!(
             sent.sql,
             "WITH kt_held_0 AS (INSERT INTO status_notes (a) VALUES ($1)) SELECT 1"

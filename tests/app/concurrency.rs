@@ -173,10 +173,7 @@ both!(
                 1 + 6 * tasks as i64,
                 "one version per update"
             );
-            let notes = store::notes::latest(&app.db, RecordKind::Client, *id)
-                .await
-                .unwrap()
-                .unwrap();
+            let notes = app.notes(RecordKind::Client, *id).await;
             // Three lines added and six updates' reasons stamped per task.
             assert_eq!(notes.text.lines().count(), 9 * tasks, "every line kept");
         }

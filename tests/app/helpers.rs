@@ -211,6 +211,14 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A record's notes as they stand (the latest revision); there must be some.
+    pub async fn notes(&self, kind: RecordKind, id: i64) -> store::notes::Revision {
+        store::notes::latest(&self.db, kind, id)
+            .await
+            .unwrap()
+            .expect("the record has notes")
+    }
+
     pub async fn log_size(&self) -> i64 {
         audit_log::size(&self.db).await.unwrap()
     }

@@ -114,10 +114,7 @@ both!(
             }
             other => panic!("expected a conflict, got {other}"),
         }
-        let latest = store::notes::latest(&app.db, RecordKind::Client, client.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let latest = app.notes(RecordKind::Client, client.id).await;
         assert_eq!((latest.revision, latest.text.as_str()), (2, won));
     }
 );
@@ -241,10 +238,7 @@ both!(lines_added_at_once_both_land_without_a_conflict, |app| {
     let mut revisions = [a.notes_revision.unwrap(), b.notes_revision.unwrap()];
     revisions.sort_unstable();
     assert_eq!(revisions, [2, 3]);
-    let latest = store::notes::latest(&app.db, RecordKind::Client, client.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let latest = app.notes(RecordKind::Client, client.id).await;
     assert_eq!(latest.revision, 3);
     assert!(
         [
@@ -307,10 +301,7 @@ both!(
             .unwrap_err();
         assert!(matches!(err, Error::NotFound { .. }), "{err}");
         assert_eq!(app.log_size().await, before);
-        let latest = store::notes::latest(&app.db, RecordKind::Client, client.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let latest = app.notes(RecordKind::Client, client.id).await;
         assert_eq!((latest.revision, latest.text), (1, text));
     }
 );

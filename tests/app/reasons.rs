@@ -89,10 +89,7 @@ both!(the_reason_is_logged_and_stamped_into_the_notes, |app| {
         entry.reason.as_deref(),
         Some("Client requested change 10/7/2018")
     );
-    let notes = store::notes::latest(&app.db, RecordKind::Client, client.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let notes = app.notes(RecordKind::Client, client.id).await;
     let (first, line) = notes.text.split_once('\n').unwrap();
     assert_eq!(first, "Prefers email.");
     let (stamp, text) = line.split_once(" – ").unwrap();
@@ -217,10 +214,7 @@ both!(a_stamped_reason_goes_on_a_line_of_its_own, |app| {
         )
         .await
         .unwrap();
-        let notes = store::notes::latest(&app.db, RecordKind::Client, client.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let notes = app.notes(RecordKind::Client, client.id).await;
         let line = notes.text.rsplit('\n').next().unwrap();
         assert!(line.ends_with("Reason: Requested by the client"), "{line}");
         let expected = match old {
@@ -317,10 +311,7 @@ both!(a_reason_that_looks_like_sql_is_stored_as_written, |app| {
     )
     .await
     .unwrap();
-    let notes = store::notes::latest(&app.db, RecordKind::Client, client.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let notes = app.notes(RecordKind::Client, client.id).await;
     assert!(
         notes.text.ends_with(&format!(
             "Email: jane@example.com → o'brien@x.com. Reason: {reason}"
