@@ -1098,15 +1098,7 @@ impl Run<'_> {
             .iter()
             .map(|c| (c.field.clone(), after[&c.field].clone()))
             .collect();
-        let record = records::update(
-            self.tx,
-            kind,
-            before.id,
-            before.version,
-            &values,
-            self.micros(),
-        )
-        .await?;
+        let record = records::update(self.tx, kind, &before, &values, self.micros()).await?;
         let audit_index = self
             .log_record(&record, kind, action, changes.clone(), None)
             .await?;
@@ -1235,8 +1227,8 @@ impl Run<'_> {
         } else {
             (Action::Restore, None, None)
         };
-        let (id, version, now) = (before.id, before.version, self.micros());
-        let record = records::set_deleted(self.tx, kind, id, version, deleted_at, now).await?;
+        let now = self.micros();
+        let record = records::set_deleted(self.tx, kind, &before, deleted_at, now).await?;
         let audit_index = self.log_record(&record, kind, action, vec![], snap).await?;
         self.after_change(
             kind,

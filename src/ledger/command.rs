@@ -183,6 +183,11 @@ impl Command {
         }
     }
 
+    /// Whether it reads its target's notes first (see [`Command::target`]).
+    pub(crate) fn reads_notes(&self) -> bool {
+        matches!(self, Self::SaveNotes { .. } | Self::AppendNotes { .. })
+    }
+
     /// Whether it leaves every user and security group as it found them, so the actors
     /// the writer resolved before it still hold after it (failed or not).
     pub(crate) fn keeps_actors(&self) -> bool {

@@ -392,10 +392,18 @@ async fn attempt(
         if keys {
             audit_log::index_tail(&mut tx).await?;
         }
-        tx.commit().await.map_err(Error::from)
+        tx.send_held().await.map_err(Error::from)
     }
     .await;
-    finished.map_err(Abort::Failed)?;
+    match finished {
+        // Writes held back (PostgreSQL) went with these statements: one the database
+        // refused may be any command's, which a run with savepoints tells apart.
+        Err(e) if !savepoints && e.is_storage() => return Err(Abort::Retry),
+        Err(e) => return Err(Abort::Failed(e)),
+        Ok(()) => {}
+    }
+    // Not run again if it fails: a commit whose answer was lost may have happened.
+    tx.commit().await.map_err(|e| Abort::Failed(e.into()))?;
     watch.logged = state.next_idx;
     if keys {
         watch.keyed = watch.logged;
@@ -406,19 +414,30 @@ async fn attempt(
     Ok(results)
 }
 
-/// Reads the records the batch's commands name, one statement per kind, before they run.
-/// A kind with one record is left to its command: reading it ahead would save nothing.
+/// Reads the records the batch's commands name, one statement per kind, before they
+/// run, with their notes where a command reads those. A kind with one record and no
+/// notes to read is left to its command: reading it ahead would save nothing.
 async fn read_ahead(tx: &mut WriteTx, jobs: &[Job]) -> Result<(), Error> {
-    let mut wanted: Vec<(RecordKind, Vec<i64>)> = Vec::new();
-    for (kind, id) in jobs.iter().filter_map(|j| j.command.target()) {
-        match wanted.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, ids)) if !ids.contains(&id) => ids.push(id),
-            Some(_) => {}
-            None => wanted.push((kind, vec![id])),
+    let mut wanted: Vec<(RecordKind, Vec<i64>, bool)> = Vec::new();
+    for job in jobs {
+        let Some((kind, id)) = job.command.target() else {
+            continue;
+        };
+        let notes = job.command.reads_notes();
+        match wanted.iter_mut().find(|(k, _, _)| *k == kind) {
+            Some((_, ids, with_notes)) => {
+                *with_notes |= notes;
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            None => wanted.push((kind, vec![id], notes)),
         }
     }
-    for (kind, ids) in wanted.iter().filter(|(_, ids)| ids.len() > 1) {
-        records::prefetch_for_write(tx, *kind, ids).await?;
+    for (kind, ids, notes) in &wanted {
+        if ids.len() > 1 || *notes {
+            records::prefetch_for_write(tx, *kind, ids, *notes).await?;
+        }
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ pub mod records;
 mod statement;
 
 pub use readers::Readers;
-pub(crate) use statement::{Held, Run, Statement, statement};
+pub(crate) use statement::{Held, Key, Run, Shape, Statement, statement};
 
 use std::{
     collections::HashMap,
@@ -424,6 +424,11 @@ pub struct WriteTx {
     /// Records read ahead for the batch's commands (see [`records::prefetch_for_write`]),
     /// each as stored now: one is handed out once, and dropped when its row is written.
     prefetched: HashMap<(crate::domain::record::RecordKind, i64), records::StoredRecord>,
+    /// The newest notes revision of records read ahead with their notes (none where the
+    /// notes were never written), kept current by the batch's own revisions: a line
+    /// appended to them need read nothing. Dropped at the first savepoint, since a
+    /// rollback to one would take back revisions it counts.
+    notes_ahead: HashMap<(crate::domain::record::RecordKind, i64), Option<notes::Revision>>,
     /// Writes held back for the next statement (PostgreSQL, until a savepoint).
     held: Option<Held>,
 }
@@ -534,6 +539,7 @@ impl WriteTx {
             head,
             count,
             prefetched: HashMap::new(),
+            notes_ahead: HashMap::new(),
             held,
         })
     }
@@ -595,9 +601,40 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Whether writes whose answer the caller knows are held back for the next
+    /// statement (PostgreSQL, until a savepoint): see [`WriteTx::hold_row`].
+    pub(crate) fn holds(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Holds one write of `shape` to what `key` names, with its columns' values, to go
+    /// with the transaction's next statement as one row of a multi-row write (see
+    /// [`Held`]); what is held already goes first if the two would clash. Only while
+    /// [`WriteTx::holds`]: elsewhere the caller runs its own statement. It counts as
+    /// written at once.
+    pub(crate) async fn hold_row(
+        &mut self,
+        shape: Shape,
+        key: Key,
+        row: Vec<SqlValue>,
+    ) -> Result<()> {
+        let Some(held) = self.held.as_ref() else {
+            return Err(Error::Corrupt(format!(
+                "nothing is held here: {}",
+                shape.sql
+            )));
+        };
+        if held.clashes(&shape, key) {
+            self.send_held().await?;
+        }
+        self.written += 1;
+        self.held.get_or_insert_default().hold_row(shape, key, row);
+        Ok(())
+    }
+
     /// Sends the writes held back, in a statement of their own (taking them leaves
     /// nothing held for it to join).
-    async fn send_held(&mut self) -> Result<()> {
+    pub async fn send_held(&mut self) -> Result<()> {
         match self.held.as_mut().and_then(Held::take) {
             Some(held) => held.execute(self.run()).await.map(|_| ()),
             None => Ok(()),
@@ -643,6 +680,7 @@ impl WriteTx {
     pub async fn savepoint(&mut self) -> Result<()> {
         self.send_held().await?;
         self.held = None;
+        self.notes_ahead.clear();
         self.exec("SAVEPOINT command").await
     }
     pub async fn release(&mut self) -> Result<()> {
@@ -670,9 +708,67 @@ pub(crate) enum SqlValue {
     Text(Option<String>),
     Bool(bool),
     Bytes(Option<Vec<u8>>),
+    /// One column of many rows, each value of this kind: a PostgreSQL array, which
+    /// `unnest` turns back into rows (see [`statement::Rows`]).
+    List(CellKind, Vec<SqlValue>),
 }
 
-pub(crate) fn bind<'q, DB: Database>(
+/// How a database takes a [`SqlValue::List`].
+pub(crate) trait Lists: Database {
+    fn bind_list<'q>(
+        query: Query<'q, Self, Self::Arguments>,
+        kind: CellKind,
+        values: Vec<SqlValue>,
+    ) -> Query<'q, Self, Self::Arguments>;
+}
+
+impl Lists for Postgres {
+    fn bind_list<'q>(
+        query: Query<'q, Self, Self::Arguments>,
+        kind: CellKind,
+        values: Vec<SqlValue>,
+    ) -> Query<'q, Self, Self::Arguments> {
+        // Every value of a list comes from one call site and is of the list's kind.
+        let values = values.into_iter();
+        match kind {
+            CellKind::Int => query.bind(
+                values
+                    .map(|v| if let SqlValue::Int(v) = v { v } else { None })
+                    .collect::<Vec<_>>(),
+            ),
+            CellKind::Text => query.bind(
+                values
+                    .map(|v| if let SqlValue::Text(v) = v { v } else { None })
+                    .collect::<Vec<_>>(),
+            ),
+            CellKind::Bool => query.bind(
+                values
+                    .map(|v| matches!(v, SqlValue::Bool(true)))
+                    .collect::<Vec<_>>(),
+            ),
+            CellKind::Bytes => query.bind(
+                values
+                    .map(|v| if let SqlValue::Bytes(v) = v { v } else { None })
+                    .collect::<Vec<_>>(),
+            ),
+        }
+    }
+}
+
+impl Lists for Sqlite {
+    /// SQLite has no arrays, and its writer runs every write at once, so it is never
+    /// sent a list; were it sent one, it would get NULL and its statement would fail
+    /// on the missing values rather than write other ones.
+    fn bind_list<'q>(
+        query: Query<'q, Self, Self::Arguments>,
+        _: CellKind,
+        _: Vec<SqlValue>,
+    ) -> Query<'q, Self, Self::Arguments> {
+        query.bind(None::<String>)
+    }
+}
+
+pub(crate) fn bind<'q, DB: Lists>(
     query: Query<'q, DB, DB::Arguments>,
     value: SqlValue,
 ) -> Query<'q, DB, DB::Arguments>
@@ -687,10 +783,11 @@ where
         SqlValue::Text(v) => query.bind(v),
         SqlValue::Bool(v) => query.bind(v),
         SqlValue::Bytes(v) => query.bind(v),
+        SqlValue::List(kind, values) => DB::bind_list(query, kind, values),
     }
 }
 
-pub(crate) fn bind_all<'q, DB: Database>(
+pub(crate) fn bind_all<'q, DB: Lists>(
     mut query: Query<'q, DB, DB::Arguments>,
     values: impl IntoIterator<Item = SqlValue>,
 ) -> Query<'q, DB, DB::Arguments>

@@ -2,8 +2,13 @@
 
 use serde::Serialize;
 
-use super::{Db, Result, Run, Statement, WriteTx, statement};
-use crate::domain::{note::Change, record::RecordKind};
+use super::{
+    CellKind, Db, Result, Run, Shape, SqlValue, Statement, WriteTx, statement, statement::FromCells,
+};
+use crate::domain::{
+    note::{self, Change},
+    record::RecordKind,
+};
 
 /// Who wrote a revision or caused a status note, as they were then.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -76,7 +81,45 @@ pub async fn latest_for_write(
     kind: RecordKind,
     id: i64,
 ) -> Result<Option<Revision>> {
+    if let Some(latest) = tx.notes_ahead.get(&(kind, id)) {
+        return Ok(latest.clone());
+    }
     latest_in(tx.run(), kind, id).await
+}
+
+/// The columns of a revision as [`revision`] reads them, after `alias.`.
+pub(crate) fn revision_columns(alias: &str) -> String {
+    [
+        "revision",
+        "ts",
+        "author_kind",
+        "author_id",
+        "author_initials",
+        "author_name",
+        "body",
+    ]
+    .map(|c| format!("{alias}.{c}"))
+    .join(", ")
+}
+
+/// The cells of [`revision_columns`].
+pub(crate) const REVISION_KINDS: [CellKind; 7] = [
+    CellKind::Int,
+    CellKind::Int,
+    CellKind::Text,
+    CellKind::Int,
+    CellKind::Text,
+    CellKind::Text,
+    CellKind::Text,
+];
+
+/// A revision from the cells of [`revision_columns`], none where the revision is NULL
+/// (a record whose notes were never written).
+pub(crate) fn revision_from_cells(cells: Vec<SqlValue>) -> Result<Option<Revision>> {
+    if cells.first() == Some(&SqlValue::Int(None)) {
+        return Ok(None);
+    }
+    <RevisionRow as FromCells>::from_cells(cells).map(|row| Some(revision(row)))
 }
 
 /// One revision of a record's notes, for answering a retried addition.
@@ -133,7 +176,9 @@ fn page(
         .bind(limit)
 }
 
-/// Writes a revision with what it removed and added since the one before.
+/// Writes a revision with what it removed and added since the one before. Nobody reads
+/// it back: on PostgreSQL it goes with the transaction's next statement, as one row of a
+/// write of many records' revisions (see [`WriteTx::hold_row`]).
 pub async fn insert_revision(
     tx: &mut WriteTx,
     kind: RecordKind,
@@ -141,23 +186,65 @@ pub async fn insert_revision(
     r: &Revision,
     change: &Change,
 ) -> Result<()> {
-    let sql = "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
-               author_id, author_initials, author_name, change, body) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-    statement(sql)
-        .bind(kind.as_str())
-        .bind(id)
-        .bind(r.revision)
-        .bind(r.ts)
-        .bind(r.author.kind.as_str())
-        .bind(r.author.id)
-        .bind(r.author.initials.as_str())
-        .bind(r.author.name.as_str())
-        .bind(change_json(change))
-        .bind(r.text.as_str())
-        .execute(tx.run())
-        .await?;
+    let row = vec![
+        SqlValue::from(kind.as_str()),
+        SqlValue::from(id),
+        SqlValue::from(r.revision),
+        SqlValue::from(r.ts),
+        SqlValue::from(r.author.kind.as_str()),
+        SqlValue::from(r.author.id),
+        SqlValue::from(r.author.initials.as_str()),
+        SqlValue::from(r.author.name.as_str()),
+        SqlValue::from(change_json(change)),
+        SqlValue::from(r.text.as_str()),
+    ];
+    if tx.holds() {
+        const INSERT: &str = "INSERT INTO note_revisions (record_type, record_id, revision, ts, \
+            author_kind, author_id, author_initials, author_name, change, body) \
+            SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], \
+            $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[])";
+        let shape = Shape {
+            sql: INSERT.into(),
+            table: "note_revisions",
+        };
+        tx.hold_row(shape, (kind.as_str(), id), row).await?;
+    } else {
+        let sql = "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
+                   author_id, author_initials, author_name, change, body) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        statement(sql).bind_all(row).execute(tx.run()).await?;
+    }
+    if let Some(latest) = tx.notes_ahead.get_mut(&(kind, id)) {
+        *latest = Some(r.clone());
+    }
     Ok(())
+}
+
+/// The next revision of notes read ahead (see [`latest_for_write`]), with `line`
+/// appended, written as [`insert_revision`] writes one: nothing need be read.
+async fn append_to_known(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    id: i64,
+    ts: i64,
+    author: &Author,
+    line: &str,
+) -> Result<Option<(i64, String)>> {
+    let Some(latest) = tx.notes_ahead.get(&(kind, id)).filter(|_| tx.holds()) else {
+        return Ok(None);
+    };
+    let (revision, text) = match latest {
+        Some(r) => (r.revision + 1, note::append_line(&r.text, line)),
+        None => (1, line.to_owned()),
+    };
+    let r = Revision {
+        revision,
+        ts,
+        author: author.clone(),
+        text,
+    };
+    insert_revision(tx, kind, id, &r, &Change::appended(line)).await?;
+    Ok(Some((r.revision, r.text)))
 }
 
 /// The statement that appends a line to a record's notes as a new revision: the latest
@@ -213,6 +300,9 @@ pub async fn append_line(
     author: &Author,
     line: &str,
 ) -> Result<(i64, String)> {
+    if let Some(appended) = append_to_known(tx, kind, id, ts, author, line).await? {
+        return Ok(appended);
+    }
     let sql = append_line_sql!(" RETURNING revision, body");
     appending(sql, kind, id, ts, author, line)
         .fetch_one(tx.run())
@@ -220,7 +310,8 @@ pub async fn append_line(
 }
 
 /// Appends a line nobody reads back (a reason stamped into the notes): on PostgreSQL
-/// it goes with the transaction's next statement (see [`WriteTx::hold`]).
+/// it goes with the transaction's next statement, as one row of a write that appends
+/// to the notes of many records at once (see [`WriteTx::hold_row`]).
 pub async fn stamp_line(
     tx: &mut WriteTx,
     kind: RecordKind,
@@ -229,8 +320,43 @@ pub async fn stamp_line(
     author: &Author,
     line: &str,
 ) -> Result<()> {
-    let write = appending(append_line_sql!(""), kind, id, ts, author, line);
-    tx.hold(write, "note_revisions").await
+    if append_to_known(tx, kind, id, ts, author, line)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    if !tx.holds() {
+        let write = appending(append_line_sql!(""), kind, id, ts, author, line);
+        return write.execute(tx.run()).await.map(|_| ());
+    }
+    // As `append_line_sql!`, with each column an array of the records' values.
+    const STAMP: &str = "INSERT INTO note_revisions (record_type, record_id, revision, ts, \
+        author_kind, author_id, author_initials, author_name, change, body) \
+        SELECT v.rt, v.rid, COALESCE(l.revision, 0) + 1, v.ts, v.ak, v.aid, v.ai, v.an, v.ch, \
+        CASE WHEN l.body IS NULL OR l.body = '' THEN v.line \
+        WHEN substr(l.body, length(l.body), 1) = chr(10) THEN l.body || v.line \
+        ELSE l.body || chr(10) || v.line END \
+        FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], \
+        $6::text[], $7::text[], $8::text[], $9::text[]) AS v(rt, rid, ts, ak, aid, ai, an, line, ch) \
+        LEFT JOIN LATERAL (SELECT revision, body FROM note_revisions \
+        WHERE record_type = v.rt AND record_id = v.rid ORDER BY revision DESC LIMIT 1) AS l ON true";
+    let shape = Shape {
+        sql: STAMP.into(),
+        table: "note_revisions",
+    };
+    let row = vec![
+        SqlValue::from(kind.as_str()),
+        SqlValue::from(id),
+        SqlValue::from(ts),
+        SqlValue::from(author.kind.as_str()),
+        SqlValue::from(author.id),
+        SqlValue::from(author.initials.as_str()),
+        SqlValue::from(author.name.as_str()),
+        SqlValue::from(line),
+        SqlValue::from(change_json(&Change::appended(line))),
+    ];
+    tx.hold_row(shape, (kind.as_str(), id), row).await
 }
 
 fn change_json(change: &Change) -> String {

@@ -7,7 +7,10 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{CellKind, Db, Error, Result, Run, SqlValue, WriteTx, statement, statement::Statement};
+use super::{
+    CellKind, Db, Error, Result, Run, Shape, SqlValue, WriteTx, notes, statement,
+    statement::Statement,
+};
 use crate::domain::{
     field::{Field, FieldType},
     list::ListKind,
@@ -81,6 +84,7 @@ fn from_sql(field: &Field, value: SqlValue) -> Result<Value> {
         (_, SqlValue::Text(v)) => v.map_or(Value::Null, Value::from),
         (_, SqlValue::Bool(v)) => Value::Bool(v),
         (_, SqlValue::Bytes(_)) => return Err(bad("bytes")),
+        (_, SqlValue::List(..)) => return Err(bad("a list")),
     })
 }
 
@@ -171,23 +175,52 @@ pub async fn get_for_write(
 }
 
 /// Reads the records of `kind` with these ids in one statement, for
-/// [`get_for_write`] to hand out instead of reading each. The writer holds the log's
-/// lock, so no one else changes them meanwhile, and writing one drops it (`set_row`):
-/// what is handed out is what a read would find. Ids that name no record are left to
-/// that read.
-pub async fn prefetch_for_write(tx: &mut WriteTx, kind: RecordKind, ids: &[i64]) -> Result<()> {
+/// [`get_for_write`] to hand out instead of reading each, and with `notes` their notes'
+/// newest revisions for [`notes::latest_for_write`] and the lines appended to them. The
+/// writer holds the log's lock, so no one else changes them meanwhile, and writing one
+/// drops it (`set_row`): what is handed out is what a read would find. Ids that name no
+/// record are left to that read.
+pub async fn prefetch_for_write(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    ids: &[i64],
+    notes: bool,
+) -> Result<()> {
     // One statement text per power of two (the last id repeated), not one per count, so
     // that PostgreSQL keeps a few prepared plans.
     let binds = ids.len().next_power_of_two();
     let marks: Vec<String> = (1..=binds).map(|n| format!("${n}")).collect();
-    let sql = format!("{} WHERE id IN ({})", select_sql(kind), marks.join(", "));
     let last = ids.last().copied().unwrap_or_default();
     let args = (ids.iter().copied())
         .chain(std::iter::repeat(last))
         .take(binds)
         .map(|id| SqlValue::Int(Some(id)));
-    let found = records(tx.run(), kind, statement(sql).bind_all(args)).await?;
-    for record in found {
+    if !notes {
+        let sql = format!("{} WHERE id IN ({})", select_sql(kind), marks.join(", "));
+        let found = records(tx.run(), kind, statement(sql).bind_all(args)).await?;
+        for record in found {
+            tx.prefetched.insert((kind, record.id), record);
+        }
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT {}, {} FROM {} AS r LEFT JOIN LATERAL (SELECT * FROM note_revisions \
+         WHERE record_type = '{}' AND record_id = r.id ORDER BY revision DESC LIMIT 1) AS n \
+         ON true WHERE r.id IN ({})",
+        qualified(columns(kind), "r"),
+        notes::revision_columns("n"),
+        kind.table(),
+        kind.as_str(),
+        marks.join(", ")
+    );
+    let mut kinds = row_kinds(kind);
+    let width = kinds.len();
+    kinds.extend(notes::REVISION_KINDS);
+    let rows = statement(sql).bind_all(args).rows(tx.run(), &kinds).await?;
+    for mut cells in rows {
+        let latest = notes::revision_from_cells(cells.split_off(width))?;
+        let record = decode(kind, cells)?;
+        tx.notes_ahead.insert((kind, record.id), latest);
         tx.prefetched.insert((kind, record.id), record);
     }
     Ok(())
@@ -346,69 +379,70 @@ pub async fn insert(tx: &mut WriteTx, kind: RecordKind, fields: &Fields, now: i6
     statement(sql).bind_all(values).scalar(tx.run()).await
 }
 
-/// Writes the changed fields and bumps the version, only if the version is still
-/// `version` (another writer in between would make this a no-op the caller notices).
-/// Answers the record as stored after the change.
+/// Writes the changed fields of the record `before` (as read inside this transaction),
+/// bumping its version. Answers the record as stored after the change.
 pub async fn update(
     tx: &mut WriteTx,
     kind: RecordKind,
-    id: i64,
-    version: i64,
+    before: &StoredRecord,
     changes: &Fields,
     now: i64,
 ) -> Result<StoredRecord> {
-    let mut sets = vec![
-        "version = version + 1".to_owned(),
-        "updated_at = $1".to_owned(),
-    ];
-    let mut values = vec![SqlValue::Int(Some(now))];
+    let mut sets = Vec::with_capacity(changes.len());
     for (name, value) in changes {
         let Some(field) = kind.field(name) else {
             return Err(Error::Corrupt(format!("{name} is not a field of {kind}")));
         };
-        values.push(to_sql(field, value)?);
-        sets.push(format!("{name} = ${}", values.len()));
+        sets.push((field.name, to_sql(field, value)?));
     }
-    set_row(tx, kind, id, version, sets, values).await
+    set_row(tx, kind, before, sets, now).await
 }
 
-/// Marks a record deleted (`Some(now)`) or restores it (`None`), bumping the version.
-/// Answers the record as stored after the change.
+/// Marks the record `before` deleted (`Some(now)`) or restores it (`None`), bumping the
+/// version. Answers the record as stored after the change.
 pub async fn set_deleted(
     tx: &mut WriteTx,
     kind: RecordKind,
-    id: i64,
-    version: i64,
+    before: &StoredRecord,
     deleted_at: Option<i64>,
     now: i64,
 ) -> Result<StoredRecord> {
-    let sets = vec![
-        "version = version + 1".to_owned(),
-        "updated_at = $1".to_owned(),
-        "deleted_at = $2".to_owned(),
-    ];
-    let values = vec![SqlValue::Int(Some(now)), SqlValue::Int(deleted_at)];
-    set_row(tx, kind, id, version, sets, values).await
+    let sets = vec![("deleted_at", SqlValue::Int(deleted_at))];
+    set_row(tx, kind, before, sets, now).await
 }
 
+/// Sets these columns of the record `before`, its `version` one up and `updated_at`
+/// to `now`, provided it is still at `before`'s version (another writer in between
+/// would be a fault the caller hears of).
 async fn set_row(
     tx: &mut WriteTx,
     kind: RecordKind,
-    id: i64,
-    version: i64,
-    sets: Vec<String>,
-    mut values: Vec<SqlValue>,
+    before: &StoredRecord,
+    sets: Vec<(&'static str, SqlValue)>,
+    now: i64,
 ) -> Result<StoredRecord> {
     if !tx.prefetched.is_empty() {
-        tx.prefetched.remove(&(kind, id));
+        tx.prefetched.remove(&(kind, before.id));
     }
-    values.push(SqlValue::Int(Some(id)));
-    values.push(SqlValue::Int(Some(version)));
+    if tx.holds() {
+        return hold_row(tx, kind, before, sets, now).await;
+    }
+    let mut assign = vec![
+        "version = version + 1".to_owned(),
+        "updated_at = $1".to_owned(),
+    ];
+    let mut values = vec![SqlValue::Int(Some(now))];
+    for (name, value) in sets {
+        values.push(value);
+        assign.push(format!("{name} = ${}", values.len()));
+    }
+    values.push(SqlValue::Int(Some(before.id)));
+    values.push(SqlValue::Int(Some(before.version)));
     // The row comes back from the statement that wrote it: what is stored, read after.
     let sql = format!(
         "UPDATE {} SET {} WHERE id = ${} AND version = ${} RETURNING {}",
         kind.table(),
-        sets.join(", "),
+        assign.join(", "),
         values.len() - 1,
         values.len(),
         columns(kind)
@@ -417,9 +451,73 @@ async fn set_row(
     match (after.pop(), after.is_empty()) {
         (Some(record), true) => Ok(record),
         _ => Err(Error::Corrupt(format!(
-            "{kind} {id} changed under the writer"
+            "{kind} {} changed under the writer",
+            before.id
         ))),
     }
+}
+
+/// [`set_row`] held back for the next statement (see [`WriteTx::hold_row`]): the row
+/// after is `before` with these columns set, read as a read would read them, so it is
+/// known without asking. A row no longer at `before`'s version fails the statement
+/// that carries it, naming the record (PostgreSQL cannot cast the sentence to a
+/// number); the batch then runs again without holding, and the fault is told as above.
+async fn hold_row(
+    tx: &mut WriteTx,
+    kind: RecordKind,
+    before: &StoredRecord,
+    sets: Vec<(&'static str, SqlValue)>,
+    now: i64,
+) -> Result<StoredRecord> {
+    let mut after = before.clone();
+    after.version += 1;
+    after.updated_at = now;
+    let mut assign = String::new();
+    let mut names = String::new();
+    let mut unnest = String::from("$1::bigint[], $2::bigint[], $3::bigint[]");
+    let mut row = vec![
+        SqlValue::Int(Some(before.id)),
+        SqlValue::Int(Some(before.version)),
+        SqlValue::Int(Some(now)),
+    ];
+    for (name, value) in sets {
+        match (name, kind.field(name)) {
+            ("deleted_at", _) => {
+                after.deleted_at = match value {
+                    SqlValue::Int(v) => v,
+                    _ => return Err(Error::Corrupt(format!("deleted_at set to {value:?}"))),
+                }
+            }
+            (_, Some(field)) => {
+                after
+                    .fields
+                    .insert(name.to_owned(), from_sql(field, value.clone())?);
+            }
+            (_, None) => return Err(Error::Corrupt(format!("{name} is not a field of {kind}"))),
+        }
+        let ty = match value {
+            SqlValue::Text(_) => "text",
+            SqlValue::Bool(_) => "boolean",
+            _ => "bigint",
+        };
+        row.push(value);
+        assign.push_str(&format!(", {name} = v.{name}"));
+        names.push_str(&format!(", {name}"));
+        unnest.push_str(&format!(", ${}::{ty}[]", row.len()));
+    }
+    let table = kind.table();
+    let sql = format!(
+        "UPDATE {table} AS t SET version = CASE WHEN t.version = v.kt_version \
+         THEN t.version + 1 ELSE ('{kind} ' || t.id || ' changed under the writer')::bigint END, \
+         updated_at = v.kt_now{assign} FROM unnest({unnest}) AS v(kt_id, kt_version, kt_now{names}) \
+         WHERE t.id = v.kt_id"
+    );
+    let shape = Shape {
+        sql: sql.into(),
+        table,
+    };
+    tx.hold_row(shape, (table, before.id), row).await?;
+    Ok(after)
 }
 
 /// Whether a live (not deleted) record of `kind` has this id.

@@ -140,25 +140,95 @@ impl Statement {
 
 /// Writes held back on PostgreSQL until the transaction's next statement, which takes
 /// them along as data-modifying `WITH` parts: there every statement is a round trip, and
-/// a write whose answer nobody reads (a reason stamped into the notes, a status note)
-/// need not cost one of its own. All the parts of a statement see one snapshot, so a
-/// statement that names a held write's table would not see that write: the held writes
-/// then go first, in a statement of their own.
+/// a write whose answer nobody reads (a record's update whose row the writer already
+/// knows, a reason stamped into the notes, a status note) need not cost one of its own.
+/// All the parts of a statement see one snapshot, so a statement that names a held
+/// write's table would not see that write: the held writes then go first, in a
+/// statement of their own.
 #[derive(Default)]
 pub(crate) struct Held {
-    parts: Vec<(Statement, &'static str)>,
+    parts: Vec<Part>,
+}
+
+/// One `WITH` part of what is held.
+enum Part {
+    /// A write of its own, to this table.
+    One(Statement, &'static str),
+    Rows(Rows),
+}
+
+impl Part {
+    fn table(&self) -> &'static str {
+        match self {
+            Self::One(_, table) => table,
+            Self::Rows(rows) => rows.table,
+        }
+    }
+}
+
+/// Writes of one shape to one table, each to what one key names (a record's row, a
+/// record's notes), held as the rows of a single statement whose every `$n` is one column
+/// of them, as an array (`unnest($1::bigint[], ...)`). Its text is then the same however
+/// many writes it carries, so PostgreSQL keeps it prepared. No two of them name one key,
+/// so none reads what another writes.
+struct Rows {
+    sql: Cow<'static, str>,
+    table: &'static str,
+    keys: Vec<Key>,
+    rows: Vec<Vec<SqlValue>>,
+}
+
+/// What a write of [`Rows`] reads and writes within its table: a kind and an id.
+pub(crate) type Key = (&'static str, i64);
+
+/// The statement of a write of [`Rows`]: `sql` takes each column as an array and writes
+/// to `table` only what its row's [`Key`] names.
+pub(crate) struct Shape {
+    pub(crate) sql: Cow<'static, str>,
+    pub(crate) table: &'static str,
 }
 
 impl Held {
     /// Holds `write`, which writes to `table`. What it reads must have been written
     /// before the writes held already, or by none of them (see [`Held::touches`]).
     pub(crate) fn hold(&mut self, write: Statement, table: &'static str) {
-        self.parts.push((write, table));
+        self.parts.push(Part::One(write, table));
+    }
+
+    /// Holds one write of `shape`, with its columns' values. It must not clash with
+    /// what is held (see [`Held::clashes`]).
+    pub(crate) fn hold_row(&mut self, shape: Shape, key: Key, row: Vec<SqlValue>) {
+        let same = self.parts.iter_mut().find_map(|part| match part {
+            Part::Rows(rows) if rows.sql == shape.sql => Some(rows),
+            _ => None,
+        });
+        match same {
+            Some(rows) => {
+                rows.keys.push(key);
+                rows.rows.push(row);
+            }
+            None => self.parts.push(Part::Rows(Rows {
+                sql: shape.sql,
+                table: shape.table,
+                keys: vec![key],
+                rows: vec![row],
+            })),
+        }
     }
 
     /// Whether `sql` names a table a held write writes to.
     pub(crate) fn touches(&self, sql: &str) -> bool {
-        self.parts.iter().any(|(_, table)| names(sql, table))
+        self.parts.iter().any(|part| names(sql, part.table()))
+    }
+
+    /// Whether a write of `shape` to what `key` names would read or write what a held
+    /// write writes: held rows of its table with the same key, or any other held write
+    /// to a table it names.
+    pub(crate) fn clashes(&self, shape: &Shape, key: Key) -> bool {
+        self.parts.iter().any(|part| match part {
+            Part::Rows(rows) if rows.table == shape.table => rows.keys.contains(&key),
+            part => names(&shape.sql, part.table()),
+        })
     }
 
     /// `then` with the held writes as `WITH` parts before it; nothing is held after.
@@ -196,15 +266,42 @@ impl Held {
     fn drain(&mut self) -> (String, Vec<SqlValue>) {
         let mut parts = Vec::with_capacity(self.parts.len());
         let mut args = Vec::new();
-        for (i, (write, _)) in self.parts.drain(..).enumerate() {
+        for (i, part) in self.parts.drain(..).enumerate() {
+            let (sql, values) = match part {
+                Part::One(write, _) => (write.sql, write.args),
+                Part::Rows(rows) => (rows.sql, columns(rows.rows)),
+            };
             parts.push(format!(
                 "kt_held_{i} AS ({})",
-                shift_binds(&write.sql, args.len())
+                shift_binds(&sql, args.len())
             ));
-            args.extend(write.args);
+            args.extend(values);
         }
         (parts.join(", "), args)
     }
+}
+
+/// Rows as their columns, each a list of the kind of its first value.
+fn columns(rows: Vec<Vec<SqlValue>>) -> Vec<SqlValue> {
+    let width = rows.first().map_or(0, Vec::len);
+    let mut columns: Vec<Vec<SqlValue>> = vec![Vec::with_capacity(rows.len()); width];
+    for row in rows {
+        for (column, value) in columns.iter_mut().zip(row) {
+            column.push(value);
+        }
+    }
+    columns
+        .into_iter()
+        .map(|values| {
+            let kind = match values.first() {
+                Some(SqlValue::Text(_)) => CellKind::Text,
+                Some(SqlValue::Bool(_)) => CellKind::Bool,
+                Some(SqlValue::Bytes(_) | SqlValue::List(..)) => CellKind::Bytes,
+                Some(SqlValue::Int(_)) | None => CellKind::Int,
+            };
+            SqlValue::List(kind, values)
+        })
+        .collect()
 }
 
 /// Whether `sql` names `table` as a whole word.
@@ -301,7 +398,10 @@ impl rusqlite::ToSql for SqlValue {
             Self::Text(Some(v)) => ValueRef::Text(v.as_bytes()),
             Self::Bool(v) => ValueRef::Integer(i64::from(*v)),
             Self::Bytes(Some(v)) => ValueRef::Blob(v),
-            Self::Int(None) | Self::Text(None) | Self::Bytes(None) => ValueRef::Null,
+            // As through sqlx (see [`super::Lists`]): SQLite is never sent a list.
+            Self::Int(None) | Self::Text(None) | Self::Bytes(None) | Self::List(..) => {
+                ValueRef::Null
+            }
         }))
     }
 }
@@ -496,5 +596,70 @@ mod tests {
             sent.sql,
             "WITH kt_held_0 AS (INSERT INTO status_notes (a) VALUES ($1)) SELECT 1"
         );
+    }
+
+    fn update_shape() -> Shape {
+        Shape {
+            sql: "UPDATE clients AS t SET email = v.email FROM unnest($1::bigint[], $2::text[]) \
+                  AS v(id, email) WHERE t.id = v.id"
+                .into(),
+            table: "clients",
+        }
+    }
+
+    #[test]
+    fn rows_of_one_shape_go_as_one_part_with_a_list_per_column() {
+        let mut held = Held::default();
+        held.hold_row(
+            update_shape(),
+            ("clients", 7),
+            vec![SqlValue::from(7), SqlValue::from("a@x.com")],
+        );
+        held.hold(
+            statement("INSERT INTO status_notes (a) VALUES ($1)").bind(1),
+            "status_notes",
+        );
+        held.hold_row(
+            update_shape(),
+            ("clients", 9),
+            vec![SqlValue::from(9), SqlValue::Text(None)],
+        );
+        let sent = held.take().expect("a statement");
+        assert_eq!(
+            sent.sql,
+            "WITH kt_held_0 AS (UPDATE clients AS t SET email = v.email \
+             FROM unnest($1::bigint[], $2::text[]) AS v(id, email) WHERE t.id = v.id), \
+             kt_held_1 AS (INSERT INTO status_notes (a) VALUES ($3)) SELECT 1"
+        );
+        assert_eq!(
+            sent.args,
+            vec![
+                SqlValue::List(CellKind::Int, vec![SqlValue::from(7), SqlValue::from(9)]),
+                SqlValue::List(
+                    CellKind::Text,
+                    vec![SqlValue::from("a@x.com"), SqlValue::Text(None)]
+                ),
+                SqlValue::from(1),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_row_clashes_with_held_rows_of_its_key_and_writes_to_tables_it_names() {
+        let mut held = Held::default();
+        held.hold_row(update_shape(), ("clients", 7), vec![SqlValue::from(7)]);
+        assert!(held.clashes(&update_shape(), ("clients", 7)));
+        assert!(!held.clashes(&update_shape(), ("clients", 8)));
+        let notes = Shape {
+            sql: "INSERT INTO note_revisions (body) SELECT * FROM unnest($1::text[])".into(),
+            table: "note_revisions",
+        };
+        assert!(!held.clashes(&notes, ("client", 7)), "another table");
+        held.hold(
+            statement("INSERT INTO note_revisions (body) VALUES ($1)").bind("x"),
+            "note_revisions",
+        );
+        assert!(held.clashes(&notes, ("client", 8)), "a write of its own");
+        assert!(held.touches("SELECT version FROM clients WHERE id = $1"));
     }
 }

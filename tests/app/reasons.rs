@@ -228,9 +228,11 @@ both!(a_stamped_reason_goes_on_a_line_of_its_own, |app| {
     }
 });
 
-// On PostgreSQL a stamped reason is held back to go with the batch's next statement:
+// On PostgreSQL a stamped reason, a change's update and an appended line are held back
+// to go with the batch's next statement, and the lines appended to notes read ahead:
 // changes and plain notes lines to the same clients, submitted at once so that they
-// share batches, must still each get a revision of their own, in order, losing none.
+// share batches, must still each get a version or a revision of their own, in order,
+// losing none, and each answer what was stored.
 both!(
     reasons_stamped_by_changes_at_once_each_get_a_revision,
     |app| {
@@ -259,12 +261,14 @@ both!(
                         },
                     ),
                 };
-                ledger.submit(ctx, command).await.unwrap();
+                (i, ledger.submit(ctx, command).await.unwrap())
             });
         }
+        let mut answers = Vec::new();
         while let Some(done) = writes.join_next().await {
-            done.unwrap();
+            answers.push(done.unwrap());
         }
+        answers.sort_by_key(|(i, _)| *i);
         // None failed part-way, so no batch had to run again with savepoints (where
         // nothing is held back).
         assert_eq!(app.ledger.batches_retried(), 0);
@@ -284,6 +288,26 @@ both!(
             }
             let lines: Vec<&str> = revisions[0].text.lines().collect();
             assert_eq!(lines.len(), 12, "client {c}: {lines:?}");
+            // Each change made a version, and each line answered its revision as stored.
+            let mine = || answers.iter().filter(move |(i, _)| i / 2 % 3 == c);
+            let mut versions: Vec<i64> = mine()
+                .filter(|(i, _)| i % 2 == 0)
+                .map(|(_, out)| out.record.as_ref().unwrap().version)
+                .collect();
+            versions.sort_unstable();
+            assert_eq!(versions, (2..=7).collect::<Vec<_>>(), "client {c}");
+            let stored = app.get(RecordKind::Client, id).await;
+            assert_eq!(stored.version, 7, "client {c}");
+            let last = mine().filter(|(i, _)| i % 2 == 0).find_map(|(i, out)| {
+                (out.record.as_ref()?.version == 7).then(|| format!("c{i}@x.com"))
+            });
+            assert_eq!(stored.fields["email"].as_str(), last.as_deref());
+            for (i, out) in mine().filter(|(i, _)| i % 2 == 1) {
+                let number = out.notes_revision.unwrap();
+                let revision = revisions.iter().find(|r| r.revision == number).unwrap();
+                assert_eq!(out.notes_text.as_ref(), Some(&revision.text), "write {i}");
+                assert!(revision.text.ends_with(&format!("L{i}")), "write {i}");
+            }
             for i in (0..36).filter(|i| i / 2 % 3 == c) {
                 let wanted = match i % 2 {
                     0 => format!("Reason: R{i}"),
