@@ -81,7 +81,7 @@ pub async fn latest_for_write(
     kind: RecordKind,
     id: i64,
 ) -> Result<Option<Revision>> {
-    if let Some(latest) = tx.notes_ahead.get(&(kind, id)) {
+    if let Some(latest) = tx.notes_ahead.get(&(kind, id)).filter(|_| tx.holds()) {
         return Ok(latest.clone());
     }
     latest_in(tx.run(), kind, id).await

@@ -305,3 +305,70 @@ both!(
         assert_eq!((latest.revision, latest.text), (1, text));
     }
 );
+
+// On PostgreSQL the writer reads a batch's notes ahead and computes each appended
+// line's revision itself. Lines and a save to two clients at once, one line too long
+// for what is there: that line alone is refused (its batch runs again with savepoints,
+// where nothing is read ahead), the save lands or meets a conflict, and every revision
+// is numbered in turn and answered as stored.
+both!(
+    lines_and_a_save_at_once_lose_only_the_line_too_long,
+    |app| {
+        let clients = [app.client("Smith").await.id, app.client("Jones").await.id];
+        for id in clients {
+            app.submit(Context::user(app.manager), save(id, "First.", 0))
+                .await
+                .unwrap();
+        }
+        let long = "x".repeat(keeptrack::domain::note::MAX_CHARS - 3);
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..13 {
+            let (ledger, manager) = (app.ledger.clone(), app.manager);
+            let command = match i {
+                5 => add(clients[0], &long, false),
+                12 => save(clients[1], "First.\nSaved.", 1),
+                _ => add(clients[i % 2], &format!("L{i}"), false),
+            };
+            writes.spawn(async move { (i, ledger.submit(Context::user(manager), command).await) });
+        }
+        let mut answers = Vec::new();
+        while let Some(done) = writes.join_next().await {
+            answers.push(done.unwrap());
+        }
+        answers.sort_by_key(|(i, _)| *i);
+        assert!(app.ledger.batches_retried() >= 1);
+        let mut saved = false;
+        for (i, out) in &answers {
+            match (i, out) {
+                (5, Err(e)) => assert_eq!(invalid_fields(e), ["text"]),
+                (12, Err(Error::NotesConflict { .. })) => {}
+                (12, Ok(_)) => saved = true,
+                (_, out) => assert!(out.is_ok(), "write {i}: {out:?}"),
+            }
+        }
+        for (c, id) in clients.into_iter().enumerate() {
+            let revisions = store::notes::revisions(&app.db, RecordKind::Client, id, None, 100)
+                .await
+                .unwrap();
+            // Client 0 gets the even lines, client 1 the odd ones but 5, and the save.
+            let lines = if c == 0 { 6 } else { 5 + usize::from(saved) };
+            let numbers: Vec<i64> = revisions.iter().map(|r| r.revision).rev().collect();
+            assert_eq!(
+                numbers,
+                (1..=lines as i64 + 1).collect::<Vec<_>>(),
+                "client {c}"
+            );
+            assert!(!revisions[0].text.contains("xxx"), "client {c}");
+            assert_eq!(revisions[0].text.lines().count(), lines + 1, "client {c}");
+            for (i, out) in answers.iter().filter(|(i, _)| *i != 5) {
+                let Ok(out) = out else { continue };
+                if out.record.as_ref().map(|r| r.id) != Some(id) {
+                    continue;
+                }
+                let number = out.notes_revision.unwrap();
+                let stored = revisions.iter().find(|r| r.revision == number).unwrap();
+                assert_eq!(out.notes_text.as_ref(), Some(&stored.text), "write {i}");
+            }
+        }
+    }
+);
