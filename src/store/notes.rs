@@ -176,6 +176,14 @@ fn page(
         .bind(limit)
 }
 
+/// The start of every statement that writes revisions: their columns, in one order.
+macro_rules! insert_revisions {
+    () => {
+        "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
+         author_id, author_initials, author_name, change, body) "
+    };
+}
+
 /// Writes a revision with what it removed and added since the one before. Nobody reads
 /// it back: on PostgreSQL it goes with the transaction's next statement, as one row of a
 /// write of many records' revisions (see [`WriteTx::hold_row`]).
@@ -186,32 +194,33 @@ pub async fn insert_revision(
     r: &Revision,
     change: &Change,
 ) -> Result<()> {
-    let row = vec![
+    let mut row = vec![
         SqlValue::from(kind.as_str()),
         SqlValue::from(id),
         SqlValue::from(r.revision),
         SqlValue::from(r.ts),
-        SqlValue::from(r.author.kind.as_str()),
-        SqlValue::from(r.author.id),
-        SqlValue::from(r.author.initials.as_str()),
-        SqlValue::from(r.author.name.as_str()),
+    ];
+    row.extend(author_cells(&r.author));
+    row.extend([
         SqlValue::from(change_json(change)),
         SqlValue::from(r.text.as_str()),
-    ];
+    ]);
     if tx.holds() {
-        const INSERT: &str = "INSERT INTO note_revisions (record_type, record_id, revision, ts, \
-            author_kind, author_id, author_initials, author_name, change, body) \
-            SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], \
-            $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[])";
+        const INSERT: &str = concat!(
+            insert_revisions!(),
+            "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], \
+             $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[])"
+        );
         let shape = Shape {
             sql: INSERT.into(),
             table: "note_revisions",
         };
         tx.hold_row(shape, (kind.as_str(), id), row).await?;
     } else {
-        let sql = "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
-                   author_id, author_initials, author_name, change, body) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        let sql = concat!(
+            insert_revisions!(),
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
         statement(sql).bind_all(row).execute(tx.run()).await?;
     }
     if let Some(latest) = tx.notes_ahead.get_mut(&(kind, id)) {
@@ -255,9 +264,8 @@ async fn append_to_known(
 macro_rules! append_line_sql {
     ($tail:literal) => {
         concat!(
-            "INSERT INTO note_revisions (record_type, record_id, revision, ts, author_kind, \
-             author_id, author_initials, author_name, change, body) \
-             SELECT $1, $2, COALESCE(l.revision, 0) + 1, $3, $4, $5, $6, $7, $10, \
+            insert_revisions!(),
+            "SELECT $1, $2, COALESCE(l.revision, 0) + 1, $3, $4, $5, $6, $7, $10, \
              CASE WHEN l.body IS NULL OR l.body = '' THEN $8 \
              WHEN substr(l.body, length(l.body), 1) = $9 THEN l.body || $8 \
              ELSE l.body || $9 || $8 END \
@@ -331,32 +339,42 @@ pub async fn stamp_line(
         return write.execute(tx.run()).await.map(|_| ());
     }
     // As `append_line_sql!`, with each column an array of the records' values.
-    const STAMP: &str = "INSERT INTO note_revisions (record_type, record_id, revision, ts, \
-        author_kind, author_id, author_initials, author_name, change, body) \
-        SELECT v.rt, v.rid, COALESCE(l.revision, 0) + 1, v.ts, v.ak, v.aid, v.ai, v.an, v.ch, \
+    const STAMP: &str = concat!(
+        insert_revisions!(),
+        "SELECT v.rt, v.rid, COALESCE(l.revision, 0) + 1, v.ts, v.ak, v.aid, v.ai, v.an, v.ch, \
         CASE WHEN l.body IS NULL OR l.body = '' THEN v.line \
         WHEN substr(l.body, length(l.body), 1) = chr(10) THEN l.body || v.line \
         ELSE l.body || chr(10) || v.line END \
         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], \
         $6::text[], $7::text[], $8::text[], $9::text[]) AS v(rt, rid, ts, ak, aid, ai, an, line, ch) \
         LEFT JOIN LATERAL (SELECT revision, body FROM note_revisions \
-        WHERE record_type = v.rt AND record_id = v.rid ORDER BY revision DESC LIMIT 1) AS l ON true";
+        WHERE record_type = v.rt AND record_id = v.rid ORDER BY revision DESC LIMIT 1) AS l ON true"
+    );
     let shape = Shape {
         sql: STAMP.into(),
         table: "note_revisions",
     };
-    let row = vec![
+    let mut row = vec![
         SqlValue::from(kind.as_str()),
         SqlValue::from(id),
         SqlValue::from(ts),
+    ];
+    row.extend(author_cells(author));
+    row.extend([
+        SqlValue::from(line),
+        SqlValue::from(change_json(&Change::appended(line))),
+    ]);
+    tx.hold_row(shape, (kind.as_str(), id), row).await
+}
+
+/// The author's columns of a revision, in [`insert_revisions!`]'s order.
+fn author_cells(author: &Author) -> [SqlValue; 4] {
+    [
         SqlValue::from(author.kind.as_str()),
         SqlValue::from(author.id),
         SqlValue::from(author.initials.as_str()),
         SqlValue::from(author.name.as_str()),
-        SqlValue::from(line),
-        SqlValue::from(change_json(&Change::appended(line))),
-    ];
-    tx.hold_row(shape, (kind.as_str(), id), row).await
+    ]
 }
 
 fn change_json(change: &Change) -> String {
