@@ -165,22 +165,19 @@ impl Ledger {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let stats = std::sync::Arc::new(writer::Stats::default());
         let conn = WriteConn::open(&db, &Seal(()))?;
-        let blocks = conn.blocks();
         let writer = writer::run(db.clone(), conn, jobs, signer, clock, stats.clone(), tree);
-        if blocks {
-            // Its statements run on the thread that polls it: a thread of its own, so
-            // they never hold up the runtime's.
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Error::NotSaved(format!("cannot start the writer: {e}")))?;
-            std::thread::Builder::new()
-                .name("keeptrack-writer".into())
-                .spawn(move || runtime.block_on(writer))
-                .map_err(|e| Error::NotSaved(format!("cannot start the writer: {e}")))?;
-        } else {
-            tokio::spawn(writer);
-        }
+        // A thread of its own: SQLite's statements run on the thread that polls them, so
+        // they never hold up the runtime's; PostgreSQL's connection opens on this
+        // runtime, so its replies reach the writer at once instead of waiting for one of
+        // the server's threads to finish the request it is on.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::NotSaved(format!("cannot start the writer: {e}")))?;
+        std::thread::Builder::new()
+            .name("keeptrack-writer".into())
+            .spawn(move || runtime.block_on(writer))
+            .map_err(|e| Error::NotSaved(format!("cannot start the writer: {e}")))?;
         let ledger = Self { db, queue, stats };
         ledger.submit(Context::system(), Command::Install).await?;
         Ok(ledger)

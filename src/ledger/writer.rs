@@ -99,10 +99,6 @@ pub(super) async fn run(
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut expected = 0;
-    // A writer with a thread of its own gives the processor up while it waits; on
-    // PostgreSQL it shares the runtime's threads with the very callers it waits for, so
-    // it gives them its turn instead.
-    let own_thread = conn.blocks();
     loop {
         let received = if watch.keyed < watch.logged {
             let next = tokio::time::timeout(INDEX_IDLE, jobs.recv_many(&mut batch, MAX_BATCH));
@@ -119,7 +115,7 @@ pub(super) async fn run(
         if received == 0 {
             break;
         }
-        gather(&mut jobs, &mut batch, expected, own_thread).await;
+        gather(&mut jobs, &mut batch, expected);
         let size = batch.len() as u64;
         let parts = Parts {
             db: &db,
@@ -169,14 +165,9 @@ async fn index_keys(db: &Db, conn: &WriteConn, seal: &Seal, watch: &mut Watch) {
 /// Waits up to `GATHER` for the batch to hold `expected` commands: those the last batch
 /// answered and those that waited while it ran (PostgreSQL's `commit_delay` with
 /// `commit_siblings`, keyed to who is likely to come back), and only while they keep
-/// coming (`QUIET`). A lone caller never waits. Between polls a writer on its own thread
-/// gives up the processor, one on the runtime (PostgreSQL) lets the callers' tasks run.
-async fn gather(
-    jobs: &mut mpsc::Receiver<Job>,
-    batch: &mut Vec<Job>,
-    expected: usize,
-    own_thread: bool,
-) {
+/// coming (`QUIET`). A lone caller never waits. Between polls the writer gives up the
+/// processor to the callers' threads.
+fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, expected: usize) {
     let want = expected.min(MAX_BATCH);
     if batch.len() >= want {
         return;
@@ -197,11 +188,7 @@ async fn gather(
                 if now >= deadline.min(quiet_until) {
                     break;
                 }
-                if own_thread {
-                    std::thread::yield_now();
-                } else {
-                    tokio::task::yield_now().await;
-                }
+                std::thread::yield_now();
             }
             Err(_) => break,
         }

@@ -409,12 +409,6 @@ impl WriteConn {
             seen: Arc::new(AtomicI64::new(i64::MIN)),
         }
     }
-
-    /// Whether its calls block the thread they run on (so the writer needs a thread of
-    /// its own).
-    pub fn blocks(&self) -> bool {
-        self.direct.is_some()
-    }
 }
 
 /// The one kind of transaction that may write. Opened only by the ledger's writer.
