@@ -350,12 +350,12 @@ fn pg_pool(connections: u32) -> PgPoolOptions {
 
 /// The writer's connection, kept for the writer's life. On an SQLite file it is a
 /// connection of its own, called directly (see [`statement`]), with its statements
-/// prepared once. On PostgreSQL it is a pool of one connection beside the readers' pool,
+/// prepared once. On PostgreSQL it is a connection of its own beside the readers' pool,
 /// so that a batch never queues behind the reads waiting for a connection; in-memory
 /// SQLite uses the pool.
 pub struct WriteConn {
     direct: Option<Arc<Mutex<rusqlite::Connection>>>,
-    postgres: Option<sqlx::PgPool>,
+    postgres: Option<Arc<PgWriter>>,
     /// SQLite's `data_version` when the last transaction began, which moves only when
     /// another connection commits; on PostgreSQL, the head's count of write
     /// transactions as this writer's last one left it.
@@ -376,7 +376,10 @@ impl WriteConn {
                     .clone()
                     .options([("plan_cache_mode", "force_generic_plan")]);
                 return Ok(Self {
-                    postgres: Some(pg_pool(1).connect_lazy_with(options)),
+                    postgres: Some(Arc::new(PgWriter {
+                        options,
+                        idle: Mutex::new(None),
+                    })),
                     ..Self::pooled()
                 });
             }
@@ -440,19 +443,74 @@ enum TxInner {
     Direct(DirectTx),
 }
 
+/// The writer's PostgreSQL connection between transactions, with when it was last used.
+/// Held by the writer itself rather than a pool of one: handing a pooled connection
+/// back goes through a task of the pool's, which the next batch then waited for (about
+/// 90 µs of a batch of four W1 changes).
+struct PgWriter {
+    options: PgConnectOptions,
+    idle: Mutex<Option<(PgConnection, std::time::Instant)>>,
+}
+
+/// How long the writer waits to connect to PostgreSQL before the batch fails (a pool's
+/// default wait for a connection).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl PgWriter {
+    /// The connection left by the last transaction, checked first if it has been idle
+    /// long enough for the database to have dropped it (as the readers' pool does), or a
+    /// new one.
+    async fn take(&self) -> Result<PgConnection> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((mut conn, since)) = idle {
+            if since.elapsed() < PING_AFTER_IDLE {
+                return Ok(conn);
+            }
+            if sqlx::Connection::ping(&mut conn).await.is_ok() {
+                return Ok(conn);
+            }
+        }
+        let connect = <PgConnection as sqlx::Connection>::connect_with(&self.options);
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(conn) => Ok(conn?),
+            Err(_) => Err(Error::Sql(sqlx::Error::PoolTimedOut)),
+        }
+    }
+}
+
 /// A transaction on the writer's PostgreSQL connection, begun by hand so that `BEGIN`
 /// goes in one round trip with the statement that takes the lock (sqlx's own waits for
-/// `BEGIN`'s answer first). Dropped before it ends, it closes the connection, which
-/// rolls it back: that connection is the writer's alone and is opened again.
+/// `BEGIN`'s answer first). Ended, it hands the connection back to the writer; dropped
+/// before it ends, it closes the connection, which rolls it back, and the next
+/// transaction opens another.
 struct PgTx {
-    conn: PoolConnection<Postgres>,
+    conn: Option<PgConnection>,
+    home: Arc<PgWriter>,
     open: bool,
+}
+
+impl PgTx {
+    fn conn(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_mut()
+            .expect("the connection leaves a transaction only when it is dropped")
+    }
 }
 
 impl Drop for PgTx {
     fn drop(&mut self) {
-        if self.open {
-            self.conn.close_on_drop();
+        if let Some(conn) = self.conn.take()
+            && !self.open
+        {
+            *self
+                .home
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some((conn, std::time::Instant::now()));
         }
     }
 }
@@ -512,16 +570,20 @@ impl WriteTx {
                 TxInner::Direct(tx)
             }
             (Db::Sqlite(p, _), None) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            (Db::Postgres(readers), _) => {
+            (Db::Postgres(_), _) => {
+                let home = conn.postgres.clone().ok_or_else(|| {
+                    Error::Corrupt("the writer has no PostgreSQL connection".into())
+                })?;
                 let mut tx = PgTx {
-                    conn: conn.postgres.as_ref().unwrap_or(readers).acquire().await?,
+                    conn: Some(home.take().await?),
+                    home,
                     open: true,
                 };
                 let row = sqlx::raw_sql(
                     "BEGIN; UPDATE log_head SET writes = writes + 1 WHERE id = 1 \
                      RETURNING size, writes",
                 )
-                .fetch_one(&mut *tx.conn)
+                .fetch_one(tx.conn())
                 .await?;
                 let (size, writes): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
                 // Known again only once this one commits: after a rollback, the next
@@ -580,7 +642,7 @@ impl WriteTx {
         match &mut self.inner {
             TxInner::Sqlite(t) => Run::Counted(Conn::Sqlite(t), &mut self.written, None),
             TxInner::Postgres(t) => Run::Counted(
-                Conn::Postgres(&mut t.conn),
+                Conn::Postgres(t.conn()),
                 &mut self.written,
                 self.held.as_mut(),
             ),
@@ -647,7 +709,7 @@ impl WriteTx {
         match self.inner {
             TxInner::Sqlite(t) => t.commit().await?,
             TxInner::Postgres(mut t) => {
-                sqlx::raw_sql("COMMIT").execute(&mut *t.conn).await?;
+                sqlx::raw_sql("COMMIT").execute(t.conn()).await?;
                 t.open = false;
             }
             TxInner::Direct(mut t) => {
@@ -695,7 +757,7 @@ impl WriteTx {
     async fn exec(&mut self, sql: &'static str) -> Result<()> {
         match &mut self.inner {
             TxInner::Sqlite(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ())?,
-            TxInner::Postgres(t) => sqlx::raw_sql(sql).execute(&mut *t.conn).await.map(|_| ())?,
+            TxInner::Postgres(t) => sqlx::raw_sql(sql).execute(t.conn()).await.map(|_| ())?,
             TxInner::Direct(t) => t.exec(sql)?,
         }
         Ok(())
