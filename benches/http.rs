@@ -772,9 +772,13 @@ impl Studio {
                 k.entries,
                 k.entries as f64 / secs
             );
-            if let Err(e) = settle(ledger.db()).await {
-                println!("[{tag}] could not settle the database after the backfill: {e}");
-            }
+        }
+        // With or without the backfill: PostgreSQL's cached plans of the setup's
+        // statements were made for tables far smaller than it left, and stay until the
+        // statistics change (a scan of all the clients for every batch's read ahead,
+        // in runs without the backfill, until autovacuum came round).
+        if let Err(e) = settle(ledger.db()).await {
+            println!("[{tag}] could not settle the database after setup: {e}");
         }
         let (size, _) = audit_log::head(ledger.db()).await?;
         println!("[{tag}] the log holds {size} entries");
