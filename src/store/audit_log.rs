@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use serde::Serialize;
 
-use super::{Db, Result, Run, SqlValue, WriteTx, on_conn, statement};
+use super::{CellKind, Db, Result, Run, SqlValue, WriteTx, on_conn, statement};
 
 /// What the ledger appends: the bytes, their leaf hash, and the columns queries use.
 #[derive(Clone, Debug)]
@@ -403,16 +403,53 @@ pub async fn insert_nodes(tx: &mut WriteTx, nodes: &[Node]) -> Result<()> {
     Ok(())
 }
 
-/// The most entries a batch stores in one statement with its nodes and head.
-const TOGETHER_UP_TO: usize = 8;
+/// A batch's entries, tree nodes and head in one statement (PostgreSQL's data-modifying
+/// `WITH`), each column bound as an array, so that its text is the same for any number
+/// of entries and nodes.
+const STORE_BATCH: &str = "WITH e AS (INSERT INTO audit_log (idx, ts, category, action, \
+     actor_kind, actor_id, record_type, record_id, entry, leaf_hash) \
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+     $6::bigint[], $7::text[], $8::bigint[], $9::bytea[], $10::bytea[])), \
+     n AS (INSERT INTO audit_tree (leaf, level, hash) \
+     SELECT * FROM unnest($11::bigint[], $12::bigint[], $13::bytea[])) \
+     UPDATE log_head SET size = $14, root = $15 WHERE id = 1";
+
+/// The kinds of [`NewEntry::values`], in order.
+const ENTRY_KINDS: [CellKind; 10] = [
+    CellKind::Int,
+    CellKind::Int,
+    CellKind::Text,
+    CellKind::Text,
+    CellKind::Text,
+    CellKind::Int,
+    CellKind::Text,
+    CellKind::Int,
+    CellKind::Bytes,
+    CellKind::Bytes,
+];
+
+/// The kinds of [`node_values`], in order.
+const NODE_KINDS: [CellKind; 3] = [CellKind::Int, CellKind::Int, CellKind::Bytes];
+
+/// Rows of values of `kinds` as one list per column.
+fn as_columns<const W: usize>(
+    kinds: [CellKind; W],
+    values: impl Iterator<Item = SqlValue>,
+) -> impl Iterator<Item = SqlValue> {
+    let mut columns: [Vec<SqlValue>; W] = std::array::from_fn(|_| Vec::new());
+    for (i, value) in values.enumerate() {
+        columns[i % W].push(value);
+    }
+    kinds
+        .into_iter()
+        .zip(columns)
+        .map(|(kind, column)| SqlValue::List(kind, column))
+}
 
 /// Stores a batch's entries and tree nodes and moves the head to `(size, root)`.
 ///
-/// On PostgreSQL a small batch does it in one statement (a data-modifying `WITH`): each
-/// statement is a round trip there, and an audited write alone in its batch would
-/// otherwise pay three more than a bare one. Its text depends on both counts, so a
-/// large batch, whose round trips are shared by many writes anyway, keeps a statement
-/// per table: their combinations would have every batch prepare a statement anew.
+/// On PostgreSQL it does it in one statement: each statement is a round trip there, and
+/// an audited write alone in its batch would otherwise pay three more than a bare one.
 /// It runs after the batch's commands, when the count of rows written no longer
 /// decides anything.
 pub async fn store_batch(
@@ -423,37 +460,17 @@ pub async fn store_batch(
     root: &[u8; 32],
 ) -> Result<()> {
     let nodes = upper(nodes);
-    if !tx.writes_tables_together() || entries.len() > TOGETHER_UP_TO {
+    if !tx.writes_tables_together() {
         append(tx, entries).await?;
         insert_nodes(tx, &nodes).await?;
         return set_head(tx, size, root).await;
     }
-    let mut parts = Vec::new();
-    if !entries.is_empty() {
-        parts.push(format!(
-            "e AS ({INSERT_ENTRIES}{})",
-            rows_of(entries.len(), 10, 0)
-        ));
-    }
-    if !nodes.is_empty() {
-        parts.push(format!(
-            "n AS ({INSERT_NODES}{})",
-            rows_of(nodes.len(), 3, 10 * entries.len())
-        ));
-    }
-    let head = 10 * entries.len() + 3 * nodes.len();
-    let update = format!(
-        "UPDATE log_head SET size = ${}, root = ${} WHERE id = 1",
-        head + 1,
-        head + 2
-    );
-    let sql = match parts.is_empty() {
-        true => update,
-        false => format!("WITH {} {update}", parts.join(", ")),
-    };
-    statement(sql)
-        .bind_all(entries.iter().flat_map(NewEntry::values))
-        .bind_all(node_values(&nodes))
+    statement(STORE_BATCH)
+        .bind_all(as_columns(
+            ENTRY_KINDS,
+            entries.iter().flat_map(NewEntry::values),
+        ))
+        .bind_all(as_columns(NODE_KINDS, node_values(&nodes)))
         .bind(size)
         .bind(root.as_slice())
         .execute(tx.run())
