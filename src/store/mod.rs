@@ -371,7 +371,9 @@ impl WriteConn {
                 // length changes from batch to batch. PostgreSQL's default plans each
                 // such execution again (its custom plan always looks cheaper than a
                 // generic one guessing the arrays' length), about a quarter of its
-                // time per write; one plan serves them all.
+                // time per write; one plan serves them all. Like any plan PostgreSQL
+                // keeps, one made while a table was small lasts until autovacuum next
+                // analyses that table.
                 let options = (*readers.connect_options())
                     .clone()
                     .options([("plan_cache_mode", "force_generic_plan")]);
