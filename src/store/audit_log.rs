@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use serde::Serialize;
 
-use super::{CellKind, Db, Result, Run, SqlValue, WriteTx, on_conn, statement};
+use super::{CellKind, Db, Result, Run, SqlValue, WriteTx, on_conn, statement, statement::lists};
 
 /// What the ledger appends: the bytes, their leaf hash, and the columns queries use.
 #[derive(Clone, Debug)]
@@ -23,6 +23,20 @@ pub struct NewEntry {
 }
 
 impl NewEntry {
+    /// The kinds of [`NewEntry::values`], in order.
+    const KINDS: [CellKind; 10] = [
+        CellKind::Int,
+        CellKind::Int,
+        CellKind::Text,
+        CellKind::Text,
+        CellKind::Text,
+        CellKind::Int,
+        CellKind::Text,
+        CellKind::Int,
+        CellKind::Bytes,
+        CellKind::Bytes,
+    ];
+
     fn values(&self) -> [SqlValue; 10] {
         [
             self.idx.into(),
@@ -414,37 +428,8 @@ const STORE_BATCH: &str = "WITH e AS (INSERT INTO audit_log (idx, ts, category, 
      SELECT * FROM unnest($11::bigint[], $12::bigint[], $13::bytea[])) \
      UPDATE log_head SET size = $14, root = $15 WHERE id = 1";
 
-/// The kinds of [`NewEntry::values`], in order.
-const ENTRY_KINDS: [CellKind; 10] = [
-    CellKind::Int,
-    CellKind::Int,
-    CellKind::Text,
-    CellKind::Text,
-    CellKind::Text,
-    CellKind::Int,
-    CellKind::Text,
-    CellKind::Int,
-    CellKind::Bytes,
-    CellKind::Bytes,
-];
-
 /// The kinds of [`node_values`], in order.
 const NODE_KINDS: [CellKind; 3] = [CellKind::Int, CellKind::Int, CellKind::Bytes];
-
-/// Rows of values of `kinds` as one list per column.
-fn as_columns<const W: usize>(
-    kinds: [CellKind; W],
-    values: impl Iterator<Item = SqlValue>,
-) -> impl Iterator<Item = SqlValue> {
-    let mut columns: [Vec<SqlValue>; W] = std::array::from_fn(|_| Vec::new());
-    for (i, value) in values.enumerate() {
-        columns[i % W].push(value);
-    }
-    kinds
-        .into_iter()
-        .zip(columns)
-        .map(|(kind, column)| SqlValue::List(kind, column))
-}
 
 /// Stores a batch's entries and tree nodes and moves the head to `(size, root)`.
 ///
@@ -466,11 +451,11 @@ pub async fn store_batch(
         return set_head(tx, size, root).await;
     }
     statement(STORE_BATCH)
-        .bind_all(as_columns(
-            ENTRY_KINDS,
+        .bind_all(lists(
+            &NewEntry::KINDS,
             entries.iter().flat_map(NewEntry::values),
         ))
-        .bind_all(as_columns(NODE_KINDS, node_values(&nodes)))
+        .bind_all(lists(&NODE_KINDS, node_values(&nodes)))
         .bind(size)
         .bind(root.as_slice())
         .execute(tx.run())

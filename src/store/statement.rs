@@ -283,24 +283,30 @@ impl Held {
 
 /// Rows as their columns, each a list of the kind of its first value.
 fn columns(rows: Vec<Vec<SqlValue>>) -> Vec<SqlValue> {
-    let width = rows.first().map_or(0, Vec::len);
-    let mut columns: Vec<Vec<SqlValue>> = vec![Vec::with_capacity(rows.len()); width];
-    for row in rows {
-        for (column, value) in columns.iter_mut().zip(row) {
-            column.push(value);
-        }
+    let kinds: Vec<CellKind> = rows.first().map_or(Vec::new(), |row| {
+        row.iter()
+            .map(|value| match value {
+                SqlValue::Text(_) => CellKind::Text,
+                SqlValue::Bool(_) => CellKind::Bool,
+                SqlValue::Bytes(_) | SqlValue::List(..) => CellKind::Bytes,
+                SqlValue::Int(_) => CellKind::Int,
+            })
+            .collect()
+    });
+    lists(&kinds, rows.into_iter().flatten())
+}
+
+/// Values given row by row, one value of each of `kinds` to a row, as one list per
+/// column: a list for each kind even when there are no rows.
+pub(crate) fn lists(kinds: &[CellKind], values: impl Iterator<Item = SqlValue>) -> Vec<SqlValue> {
+    let mut columns: Vec<Vec<SqlValue>> = vec![Vec::new(); kinds.len()];
+    for (i, value) in values.enumerate() {
+        columns[i % kinds.len()].push(value);
     }
-    columns
-        .into_iter()
-        .map(|values| {
-            let kind = match values.first() {
-                Some(SqlValue::Text(_)) => CellKind::Text,
-                Some(SqlValue::Bool(_)) => CellKind::Bool,
-                Some(SqlValue::Bytes(_) | SqlValue::List(..)) => CellKind::Bytes,
-                Some(SqlValue::Int(_)) | None => CellKind::Int,
-            };
-            SqlValue::List(kind, values)
-        })
+    kinds
+        .iter()
+        .zip(columns)
+        .map(|(kind, column)| SqlValue::List(*kind, column))
         .collect()
 }
 
