@@ -33,7 +33,8 @@ const GATHER: std::time::Duration = std::time::Duration::from_micros(200);
 const QUIET: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// How many entries may wait for their keys to reach `audit_keys` before a batch copies
-/// them in its own transaction. Each copy puts the keys of all of them on a few index
+/// them in its own transaction (PostgreSQL) or has them copied once it commits (an SQLite
+/// file's key copier, `store::key_file`). Each copy puts the keys of all of them on a few index
 /// pages (one per actor, category or action, and one per record), where writing them
 /// entry by entry put five pages in every commit; queries scan the ones still waiting,
 /// so this also bounds what that costs a query.

@@ -265,8 +265,13 @@ const TAIL: &str = concat!(
 /// Copies the keys of every entry not yet in `audit_keys` there, in the writer's
 /// transaction; answers how many. Entries commit in index order, so the unindexed ones
 /// are always the newest; a second writer doing the same at the same time (servers
-/// sharing PostgreSQL) leaves its copies to whichever commits first.
+/// sharing PostgreSQL) leaves its copies to whichever commits first. On an SQLite file
+/// the keys' copier does it once the transaction commits (see `key_file`), and this
+/// answers 0.
 pub async fn index_tail(tx: &mut WriteTx) -> Result<u64> {
+    if tx.copy_keys_after() {
+        return Ok(0);
+    }
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "INSERT INTO audit_keys (idx, ts, category, action, actor_id, record_type, \
@@ -556,9 +561,12 @@ pub async fn guard_triggers(db: &Db) -> Result<Vec<String>> {
     let names: Vec<(String,)> =
         match conn.conn() {
             super::Conn::Sqlite(c) => {
-                sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-                    .fetch_all(&mut *c)
-                    .await?
+                sqlx::query_as(
+                    "SELECT name FROM main.sqlite_master WHERE type = 'trigger' \
+                     UNION ALL SELECT name FROM keys.sqlite_master WHERE type = 'trigger'",
+                )
+                .fetch_all(&mut *c)
+                .await?
             }
             super::Conn::Postgres(c) => sqlx::query_as(
                 "SELECT tgname::text FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'D'",

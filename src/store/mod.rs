@@ -5,6 +5,7 @@
 pub mod audit_log;
 pub mod auth;
 pub mod history;
+mod key_file;
 pub mod lists;
 pub mod log_reader;
 pub mod notes;
@@ -49,6 +50,8 @@ pub enum Error {
     Url,
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error("cannot start the audit log's key copier: {0}")]
+    Copier(std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -114,6 +117,9 @@ impl Db {
     pub async fn open_with(url: &str, read_connections: u32) -> Result<Self> {
         let db = Self::connect_with(url, read_connections).await?;
         db.migrate().await?;
+        if let Self::Sqlite(pool, _) = &db {
+            key_file::settle(pool).await?;
+        }
         Ok(db)
     }
 
@@ -133,12 +139,24 @@ impl Db {
                 .busy_timeout(Duration::from_secs(10))
                 .pragma("trusted_schema", "OFF")
                 .row_buffer_size(ROW_BUFFER);
+            let keys = key_file::location(options.get_filename());
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .test_before_acquire(false)
                 .before_acquire(ping_if_idle)
+                .after_connect(move |conn, _| {
+                    let keys = keys.clone();
+                    Box::pin(async move {
+                        sqlx::query("ATTACH DATABASE $1 AS keys")
+                            .bind(keys)
+                            .execute(conn)
+                            .await
+                            .map(|_| ())
+                    })
+                })
                 .connect_with(options)
                 .await?;
+            key_file::prepare(&pool).await?;
             let readers = match file_of(&pool) {
                 Some(path) => Readers::open(&path, READERS)?,
                 None => Readers::default(),
@@ -252,11 +270,14 @@ impl Db {
 }
 
 /// A connection to an SQLite file that the store calls directly (the writer's, the
-/// readers'), with the settings every such connection shares.
+/// readers', the keys' copier), with the settings every such connection shares. URI
+/// names are for attaching the keys' file read-only (`key_file::location`).
 fn open_direct(path: &std::path::Path) -> Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open_with_flags(
         path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "trusted_schema", "OFF")?;
@@ -269,6 +290,16 @@ fn open_direct(path: &std::path::Path) -> Result<rusqlite::Connection> {
         true,
     )?;
     Ok(conn)
+}
+
+/// Attaches the keys' file of the database at `path` read-only as `keys`, where the
+/// store's SQL finds `audit_keys`; read-only also keeps `BEGIN IMMEDIATE` from locking it.
+fn attach_keys(conn: &rusqlite::Connection, path: &std::path::Path) -> Result<()> {
+    conn.execute(
+        "ATTACH DATABASE ?1 AS keys",
+        [key_file::read_only(&key_file::location(path))],
+    )?;
+    Ok(())
 }
 
 /// The file of an SQLite pool; none for an in-memory database, which no connection
@@ -355,6 +386,8 @@ fn pg_pool(connections: u32) -> PgPoolOptions {
 /// SQLite uses the pool.
 pub struct WriteConn {
     direct: Option<Arc<Mutex<rusqlite::Connection>>>,
+    /// Copies the log's query keys to their file after commits (SQLite files).
+    copier: Option<Arc<key_file::Copier>>,
     postgres: Option<Arc<PgWriter>>,
     /// SQLite's `data_version` when the last transaction began, which moves only when
     /// another connection commits; on PostgreSQL, the head's count of write
@@ -401,8 +434,10 @@ impl WriteConn {
         // temporary file.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(256);
+        attach_keys(&conn, &path)?;
         Ok(Self {
             direct: Some(Arc::new(Mutex::new(conn))),
+            copier: Some(Arc::new(key_file::Copier::start(&path)?)),
             ..Self::pooled()
         })
     }
@@ -410,6 +445,7 @@ impl WriteConn {
     fn pooled() -> Self {
         Self {
             direct: None,
+            copier: None,
             postgres: None,
             seen: Arc::new(AtomicI64::new(i64::MIN)),
         }
@@ -521,6 +557,10 @@ impl Drop for PgTx {
 struct DirectTx {
     conn: Arc<Mutex<rusqlite::Connection>>,
     open: bool,
+    /// Woken to copy the log's keys once this commits, if asked
+    /// ([`WriteTx::copy_keys_after`]).
+    copier: Option<Arc<key_file::Copier>>,
+    copy_keys: bool,
 }
 
 impl DirectTx {
@@ -564,6 +604,8 @@ impl WriteTx {
                 let mut tx = DirectTx {
                     conn: direct.clone(),
                     open: false,
+                    copier: conn.copier.clone(),
+                    copy_keys: false,
                 };
                 tx.exec("BEGIN IMMEDIATE")?;
                 tx.open = true;
@@ -625,6 +667,19 @@ impl WriteTx {
     /// more than the rows it saves.
     pub(crate) fn prepares_once(&self) -> bool {
         matches!(self.inner, TxInner::Direct(_))
+    }
+
+    /// Asks for the log's query keys to be copied once this transaction commits, by a
+    /// thread of their own into a file of their own (`key_file`); false where they are
+    /// copied in the transaction itself (PostgreSQL, an in-memory database).
+    pub(crate) fn copy_keys_after(&mut self) -> bool {
+        match &mut self.inner {
+            TxInner::Direct(t) if t.copier.is_some() => {
+                t.copy_keys = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Whether one statement may write to several tables (PostgreSQL's data-modifying
@@ -717,6 +772,9 @@ impl WriteTx {
             TxInner::Direct(mut t) => {
                 t.exec("COMMIT")?;
                 t.open = false;
+                if let Some(copier) = t.copier.as_ref().filter(|_| t.copy_keys) {
+                    copier.wake();
+                }
             }
         }
         if let Some((seen, writes)) = self.count {

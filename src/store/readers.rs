@@ -44,9 +44,11 @@ impl Readers {
             .map(|_| {
                 let conn = super::open_direct(path)?;
                 conn.pragma_update(None, "query_only", "ON")?;
+                super::attach_keys(&conn, path)?;
                 // Pages read from the map, not copied in by a read() each: a page of the
                 // log touches ~50 rows scattered through a large file.
                 conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+                conn.pragma_update(Some("keys"), "mmap_size", MMAP_BYTES)?;
                 conn.set_prepared_statement_cache_capacity(128);
                 Ok(Mutex::new(conn))
             })

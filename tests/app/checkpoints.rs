@@ -45,8 +45,17 @@ pub(crate) fn anchors(signer: &Signer, note: &str) -> Anchors {
 }
 
 /// What an attacker with SQL but no key does after editing: recompute every leaf, node
-/// and the head so the log agrees with itself again.
+/// and the head so the log agrees with itself again, and copy its query keys afresh.
 pub(crate) async fn rehash_everything(db: &Db) {
+    exec(db, "DELETE FROM audit_keys").await;
+    // A copy the writer made meanwhile came from the edited log too.
+    exec(
+        db,
+        "INSERT INTO audit_keys (idx, ts, category, action, actor_id, record_type, record_id) \
+         SELECT idx, ts, category, action, actor_id, record_type, record_id FROM audit_log \
+         WHERE true ON CONFLICT (idx) DO NOTHING",
+    )
+    .await;
     exec(db, "DELETE FROM audit_tree").await;
     let rows = store::audit_log::rows(db, 0, i64::MAX, 1_000_000)
         .await
