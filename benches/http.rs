@@ -1207,9 +1207,21 @@ impl LimitDb {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10));
+                // The query keys' file beside the database, as the server attaches it.
+                let keys = format!("{}-keys", options.get_filename().display());
                 Self::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(1)
+                        .after_connect(move |conn, _| {
+                            let keys = keys.clone();
+                            Box::pin(async move {
+                                sqlx::query("ATTACH DATABASE $1 AS keys")
+                                    .bind(keys)
+                                    .execute(conn)
+                                    .await
+                                    .map(|_| ())
+                            })
+                        })
                         .connect_with(options)
                         .await?,
                 )
