@@ -1208,19 +1208,15 @@ impl LimitDb {
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10));
                 // The query keys' file beside the database, as the server attaches it.
-                let keys = format!("{}-keys", options.get_filename().display());
+                let main = options.get_filename().to_owned();
                 Self::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(1)
                         .after_connect(move |conn, _| {
-                            let keys = keys.clone();
-                            Box::pin(async move {
-                                sqlx::query("ATTACH DATABASE $1 AS keys")
-                                    .bind(keys)
-                                    .execute(conn)
-                                    .await
-                                    .map(|_| ())
-                            })
+                            let main = main.clone();
+                            Box::pin(
+                                async move { keeptrack::store::attach_key_file(conn, &main).await },
+                            )
                         })
                         .connect_with(options)
                         .await?,

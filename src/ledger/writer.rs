@@ -148,9 +148,14 @@ pub(super) async fn run(
     }
 }
 
-/// Copies the keys still waiting into `audit_keys`, in a transaction of their own. A
-/// failure is logged and left to the next batch that copies keys.
+/// Copies the keys still waiting into `audit_keys`, in a transaction of their own, or
+/// has an SQLite file's key copier do it (no transaction needed). A failure is logged
+/// and left to the next batch that copies keys.
 async fn index_keys(db: &Db, conn: &WriteConn, seal: &Seal, watch: &mut Watch) {
+    watch.keyed = watch.logged;
+    if conn.wake_key_copier() {
+        return;
+    }
     let copied = async {
         let mut tx = WriteTx::begin(db, conn, seal).await?;
         audit_log::index_tail(&mut tx).await?;
@@ -160,7 +165,6 @@ async fn index_keys(db: &Db, conn: &WriteConn, seal: &Seal, watch: &mut Watch) {
     if let Err(e) = copied {
         tracing::warn!(error = %e, "the audit log's keys were not copied; the next batch will");
     }
-    watch.keyed = watch.logged;
 }
 
 /// Waits up to `GATHER` for the batch to hold `expected` commands: those the last batch

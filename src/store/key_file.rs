@@ -20,9 +20,27 @@ use std::{
 
 use super::Result;
 
+/// Attaches the keys' file of the database at `main` as `keys` to a connection through
+/// sqlx, where SQL that names `audit_keys` finds it: the pool's connections, and anything
+/// else that reads the keys beside the server (the HTTP bench's own limit).
+pub async fn attach(conn: &mut sqlx::SqliteConnection, main: &Path) -> sqlx::Result<()> {
+    sqlx::query("ATTACH DATABASE $1 AS keys")
+        .bind(location(main))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The same, read-only, on a connection the store calls directly (the writer's, the
+/// readers'); read-only also keeps the writer's `BEGIN IMMEDIATE` from locking it.
+pub(super) fn attach_read_only(conn: &rusqlite::Connection, main: &Path) -> Result<()> {
+    conn.execute("ATTACH DATABASE ?1 AS keys", [read_only(&location(main))])?;
+    Ok(())
+}
+
 /// The keys' file of the database at `main` (a path, or sqlx's name of an in-memory
 /// database) as `ATTACH` takes it: beside it, or in memory beside it.
-pub(super) fn location(main: &Path) -> String {
+fn location(main: &Path) -> String {
     let name = main.to_string_lossy();
     if name.starts_with("file:") {
         // sqlx opens every in-memory database as a shared-cache URI; the keys share it.
@@ -34,7 +52,7 @@ pub(super) fn location(main: &Path) -> String {
 
 /// The file at `path` as a URI that opens it read-only: the connection cannot write
 /// it, and its `BEGIN IMMEDIATE` does not lock it, though others may change it.
-pub(super) fn read_only(path: &str) -> String {
+fn read_only(path: &str) -> String {
     let escaped = path
         .replace('%', "%25")
         .replace('?', "%3f")
@@ -108,6 +126,12 @@ pub(super) async fn settle(pool: &sqlx::SqlitePool) -> Result<()> {
 /// a restore) does not hold a transaction open for long.
 const CHUNK: i64 = 50_000;
 
+/// The next `?1` keys not copied yet, in index order.
+const COPY: &str = "INSERT INTO audit_keys (idx, ts, category, action, actor_id, record_type, \
+    record_id) SELECT idx, ts, category, action, actor_id, record_type, record_id \
+    FROM log.audit_log WHERE idx > (SELECT COALESCE(MAX(idx), -1) FROM audit_keys) \
+    ORDER BY idx LIMIT ?1";
+
 /// The thread that copies the keys of the entries committed since its last copy. It
 /// writes nothing but the keys' file, which it opens as its main database with the log's
 /// attached read-only, so its transactions never take the log's lock.
@@ -153,16 +177,10 @@ fn copy_when_woken(conn: &rusqlite::Connection, woken: &Receiver<()>) {
 
 /// Copies the keys of every committed entry not keyed yet, in index order.
 fn copy(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let sql = format!(
-        "INSERT INTO audit_keys (idx, ts, category, action, actor_id, record_type, record_id) \
-         SELECT idx, ts, category, action, actor_id, record_type, record_id \
-         FROM log.audit_log WHERE idx > (SELECT COALESCE(MAX(idx), -1) FROM audit_keys) \
-         ORDER BY idx LIMIT {CHUNK}"
-    );
-    let mut insert = conn.prepare_cached(&sql)?;
+    let mut insert = conn.prepare_cached(COPY)?;
     loop {
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let copied = insert.execute([]);
+        let copied = insert.execute([CHUNK]);
         match copied {
             Ok(n) => {
                 conn.execute_batch("COMMIT")?;

@@ -14,6 +14,7 @@ mod readers;
 pub mod records;
 mod statement;
 
+pub use key_file::attach as attach_key_file;
 pub use readers::Readers;
 pub(crate) use statement::{Held, Key, Run, Shape, Statement, statement};
 
@@ -139,20 +140,14 @@ impl Db {
                 .busy_timeout(Duration::from_secs(10))
                 .pragma("trusted_schema", "OFF")
                 .row_buffer_size(ROW_BUFFER);
-            let keys = key_file::location(options.get_filename());
+            let main = options.get_filename().to_owned();
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .test_before_acquire(false)
                 .before_acquire(ping_if_idle)
                 .after_connect(move |conn, _| {
-                    let keys = keys.clone();
-                    Box::pin(async move {
-                        sqlx::query("ATTACH DATABASE $1 AS keys")
-                            .bind(keys)
-                            .execute(conn)
-                            .await
-                            .map(|_| ())
-                    })
+                    let main = main.clone();
+                    Box::pin(async move { key_file::attach(conn, &main).await })
                 })
                 .connect_with(options)
                 .await?;
@@ -271,7 +266,7 @@ impl Db {
 
 /// A connection to an SQLite file that the store calls directly (the writer's, the
 /// readers', the keys' copier), with the settings every such connection shares. URI
-/// names are for attaching the keys' file read-only (`key_file::location`).
+/// names are for attaching the keys' file read-only (`key_file::attach_read_only`).
 fn open_direct(path: &std::path::Path) -> Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open_with_flags(
         path,
@@ -290,16 +285,6 @@ fn open_direct(path: &std::path::Path) -> Result<rusqlite::Connection> {
         true,
     )?;
     Ok(conn)
-}
-
-/// Attaches the keys' file of the database at `path` read-only as `keys`, where the
-/// store's SQL finds `audit_keys`; read-only also keeps `BEGIN IMMEDIATE` from locking it.
-fn attach_keys(conn: &rusqlite::Connection, path: &std::path::Path) -> Result<()> {
-    conn.execute(
-        "ATTACH DATABASE ?1 AS keys",
-        [key_file::read_only(&key_file::location(path))],
-    )?;
-    Ok(())
 }
 
 /// The file of an SQLite pool; none for an in-memory database, which no connection
@@ -434,12 +419,18 @@ impl WriteConn {
         // temporary file.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(256);
-        attach_keys(&conn, &path)?;
+        key_file::attach_read_only(&conn, &path)?;
         Ok(Self {
             direct: Some(Arc::new(Mutex::new(conn))),
             copier: Some(Arc::new(key_file::Copier::start(&path)?)),
             ..Self::pooled()
         })
+    }
+
+    /// Asks the key copier of an SQLite file for a copy now; false where there is none
+    /// (keys are then copied in a write transaction, see `audit_log::index_tail`).
+    pub fn wake_key_copier(&self) -> bool {
+        self.copier.as_ref().map(|c| c.wake()).is_some()
     }
 
     fn pooled() -> Self {

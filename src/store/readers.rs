@@ -44,7 +44,7 @@ impl Readers {
             .map(|_| {
                 let conn = super::open_direct(path)?;
                 conn.pragma_update(None, "query_only", "ON")?;
-                super::attach_keys(&conn, path)?;
+                super::key_file::attach_read_only(&conn, path)?;
                 // Pages read from the map, not copied in by a read() each: a page of the
                 // log touches ~50 rows scattered through a large file.
                 conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
