@@ -72,9 +72,10 @@ impl Ledger {
         )
     }
 
-    /// Batches this process's writer ran a second time, with a savepoint per command,
-    /// because one command failed after it had written (or the database refused a
-    /// statement): rare, and each costs the batch's time twice.
+    /// Batches this process's writer ran again: with a savepoint per command, because one
+    /// command failed after it had written (or the database refused a statement), or on
+    /// PostgreSQL under the log's lock, because another writer wrote before a batch begun
+    /// without it took it. Rare with one server, and each costs the batch's time again.
     pub fn batches_retried(&self) -> u64 {
         self.stats
             .retried

@@ -13,7 +13,7 @@ use crate::domain::record::RecordKind;
 use crate::store::{audit_log, records};
 use crate::{
     clock::Clock,
-    store::{Db, WriteConn, WriteTx},
+    store::{Backend, Db, WriteConn, WriteTx},
 };
 
 /// The most commands one transaction takes: enough to amortise the fsync, few enough
@@ -158,6 +158,12 @@ async fn index_keys(db: &Db, conn: &WriteConn, seal: &Seal, watch: &mut Watch) {
     }
     let copied = async {
         let mut tx = WriteTx::begin(db, conn, seal).await?;
+        if !tx.undisturbed() {
+            // Its commit tells the next batch that nobody wrote since: forget now what
+            // another writer may have changed meanwhile.
+            watch.kept = None;
+            watch.actors.clear();
+        }
         audit_log::index_tail(&mut tx).await?;
         tx.commit().await
     }
@@ -241,14 +247,24 @@ async fn run_batch(
 ) -> Vec<Reply> {
     let (alarm, clock_behind) = (watch.alarm.clone(), watch.clock_behind);
     let savepoints = jobs.iter().any(|j| j.command.reaches_outside());
-    let mut outcome = attempt(parts, last, watch, &jobs, savepoints).await;
-    if matches!(outcome, Err(Abort::Retry)) {
+    // Only PostgreSQL takes the lock late (see `WriteTx::begin_late`).
+    let late = parts.db.backend() == Backend::Postgres
+        && !savepoints
+        && !jobs.iter().any(|j| j.command.signs());
+    let mut outcome = attempt(parts, last, watch, &jobs, savepoints, late).await;
+    // Begun late, the attempt failed if anyone else wrote before it took the lock, as
+    // well as for the reasons below: it runs again with the lock first, then (if that
+    // fails too) with savepoints.
+    for savepoints in [savepoints, true].into_iter().skip(usize::from(!late)) {
+        if !matches!(outcome, Err(Abort::Retry)) {
+            break;
+        }
         // What the attempt changed in the watch was never committed.
-        (watch.alarm, watch.clock_behind) = (alarm, clock_behind);
+        (watch.alarm, watch.clock_behind) = (alarm.clone(), clock_behind);
         stats
             .retried
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        outcome = attempt(parts, last, watch, &jobs, true).await;
+        outcome = attempt(parts, last, watch, &jobs, savepoints, false).await;
     }
     let replies = jobs.into_iter().map(|j| j.reply);
     match outcome {
@@ -277,10 +293,13 @@ async fn attempt(
     watch: &mut Watch,
     jobs: &[Job],
     savepoints: bool,
+    late: bool,
 ) -> Result<Vec<Result<Outcome, Error>>, Abort> {
-    let mut tx = WriteTx::begin(db, conn, seal)
-        .await
-        .map_err(|e| Abort::Failed(e.into()))?;
+    let begun = match watch.kept.as_ref().filter(|_| late) {
+        Some(kept) => WriteTx::begin_late(db, conn, seal, kept.next_idx).await,
+        None => WriteTx::begin(db, conn, seal).await,
+    };
+    let mut tx = begun.map_err(|e| Abort::Failed(e.into()))?;
     // Before signing, the tree is read back as stored: a node changed behind the writer's
     // back then shows as a root other than the one it left, and nothing is signed. (Plain
     // writes extend the writer's own frontier; what they would miss, verify finds.)
@@ -384,13 +403,14 @@ async fn attempt(
         if keys {
             audit_log::index_tail(&mut tx).await?;
         }
-        tx.send_held().await.map_err(Error::from)
+        tx.send_last().await.map_err(Error::from)
     }
     .await;
     match finished {
         // Writes held back (PostgreSQL) went with these statements: one the database
-        // refused may be any command's, which a run with savepoints tells apart.
-        Err(e) if !savepoints && e.is_storage() => return Err(Abort::Retry),
+        // refused may be any command's, which a run with savepoints tells apart. Unless
+        // the answer was lost on its way, a refused last statement committed nothing.
+        Err(e) if !savepoints && e.is_storage() && !tx.in_doubt() => return Err(Abort::Retry),
         Err(e) => return Err(Abort::Failed(e)),
         Ok(()) => {}
     }
@@ -408,7 +428,8 @@ async fn attempt(
 
 /// Reads the records the batch's commands name, one statement per kind, before they
 /// run, with their notes where a command reads those. A kind with one record and no
-/// notes to read is left to its command: reading it ahead would save nothing.
+/// notes to read is left to its command, unless the lock is still to be taken: reading
+/// it ahead would save nothing.
 async fn read_ahead(tx: &mut WriteTx, jobs: &[Job]) -> Result<(), Error> {
     let mut wanted: Vec<(RecordKind, Vec<i64>, bool)> = Vec::new();
     for job in jobs {
@@ -426,8 +447,10 @@ async fn read_ahead(tx: &mut WriteTx, jobs: &[Job]) -> Result<(), Error> {
             None => wanted.push((kind, vec![id], notes)),
         }
     }
+    // Begun late, a command that read its record itself would take the lock to do so.
+    let one = tx.begins_late();
     for (kind, ids, notes) in &wanted {
-        if ids.len() > 1 || *notes {
+        if ids.len() > 1 || *notes || one {
             records::prefetch_for_write(tx, *kind, ids, *notes).await?;
         }
     }

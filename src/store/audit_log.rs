@@ -425,23 +425,23 @@ pub async fn insert_nodes(tx: &mut WriteTx, nodes: &[Node]) -> Result<()> {
 /// A batch's entries, tree nodes and head in one statement (PostgreSQL's data-modifying
 /// `WITH`), each column bound as an array, so that its text is the same for any number
 /// of entries and nodes.
-const STORE_BATCH: &str = "WITH e AS (INSERT INTO audit_log (idx, ts, category, action, \
-     actor_kind, actor_id, record_type, record_id, entry, leaf_hash) \
+const HOLD_ENTRIES: &str = "INSERT INTO audit_log (idx, ts, category, action, actor_kind, \
+     actor_id, record_type, record_id, entry, leaf_hash) \
      SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-     $6::bigint[], $7::text[], $8::bigint[], $9::bytea[], $10::bytea[])), \
-     n AS (INSERT INTO audit_tree (leaf, level, hash) \
-     SELECT * FROM unnest($11::bigint[], $12::bigint[], $13::bytea[])) \
-     UPDATE log_head SET size = $14, root = $15 WHERE id = 1";
+     $6::bigint[], $7::text[], $8::bigint[], $9::bytea[], $10::bytea[])";
+
+const HOLD_NODES: &str = "INSERT INTO audit_tree (leaf, level, hash) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])";
 
 /// The kinds of [`node_values`], in order.
 const NODE_KINDS: [CellKind; 3] = [CellKind::Int, CellKind::Int, CellKind::Bytes];
 
 /// Stores a batch's entries and tree nodes and moves the head to `(size, root)`.
 ///
-/// On PostgreSQL it does it in one statement: each statement is a round trip there, and
-/// an audited write alone in its batch would otherwise pay three more than a bare one.
-/// It runs after the batch's commands, when the count of rows written no longer
-/// decides anything.
+/// On PostgreSQL it holds them for the transaction's last statement, which moves the
+/// head (see `WriteTx::send_last`): each statement is a round trip there, and an audited
+/// write alone in its batch would otherwise pay three more than a bare one. It runs
+/// after the batch's commands, when the count of rows written no longer decides
+/// anything.
 pub async fn store_batch(
     tx: &mut WriteTx,
     entries: &[NewEntry],
@@ -455,16 +455,14 @@ pub async fn store_batch(
         insert_nodes(tx, &nodes).await?;
         return set_head(tx, size, root).await;
     }
-    statement(STORE_BATCH)
-        .bind_all(lists(
-            &NewEntry::KINDS,
-            entries.iter().flat_map(NewEntry::values),
-        ))
-        .bind_all(lists(&NODE_KINDS, node_values(&nodes)))
-        .bind(size)
-        .bind(root.as_slice())
-        .execute(tx.run())
+    // Both, even empty: the last statement then has one text for any batch.
+    let values = lists(&NewEntry::KINDS, entries.iter().flat_map(NewEntry::values));
+    tx.hold(statement(HOLD_ENTRIES).bind_all(values), "audit_log")
         .await?;
+    let values = lists(&NODE_KINDS, node_values(&nodes));
+    tx.hold(statement(HOLD_NODES).bind_all(values), "audit_tree")
+        .await?;
+    tx.move_head(size, *root);
     Ok(())
 }
 

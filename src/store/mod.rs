@@ -464,6 +464,42 @@ pub struct WriteTx {
     notes_ahead: HashMap<(crate::domain::record::RecordKind, i64), Option<notes::Revision>>,
     /// Writes held back for the next statement (PostgreSQL, until a savepoint).
     held: Option<Held>,
+    /// Where the head goes once the batch's entries are stored (PostgreSQL): moved by
+    /// the transaction's last statement, with what it still holds.
+    head_to: Option<(i64, [u8; 32])>,
+    /// The last statement failed in a way that leaves unknown whether it committed (see
+    /// [`WriteTx::begin_late`]).
+    in_doubt: bool,
+}
+
+/// Where a PostgreSQL write transaction stands with the log's lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lock {
+    /// Taken: `BEGIN` went with the head's update.
+    Taken,
+    /// Not taken yet: the first statement that may write takes it, or the last one
+    /// commits without it, either checking that the head's count of write transactions
+    /// is still this one (see [`WriteTx::begin_late`]).
+    Late(i64),
+    /// Never taken: the transaction's last statement committed it.
+    Ended,
+}
+
+/// How the head refuses a transaction begun late when another writer has written since:
+/// its count of write transactions would be set to NULL.
+const LATE_GUARD: &str = "writes = CASE WHEN writes = $1 THEN writes + 1 END";
+
+/// Takes the log's lock on `conn` for a transaction begun late, expecting the head's
+/// count of write transactions to be `writes`: `BEGIN` and the head's update go in one
+/// round trip, as [`WriteTx::begin`]'s do.
+pub(crate) async fn take_late_lock(conn: &mut PgConnection, writes: i64) -> Result<()> {
+    // `writes` is a number this writer read, so it may be spelled into the text.
+    let sql = format!(
+        "BEGIN; UPDATE log_head SET {} WHERE id = 1",
+        LATE_GUARD.replace("$1", &writes.to_string())
+    );
+    sqlx::raw_sql(trusted(sql)).execute(conn).await?;
+    Ok(())
 }
 
 enum TxInner {
@@ -519,7 +555,9 @@ impl PgWriter {
 struct PgTx {
     conn: Option<PgConnection>,
     home: Arc<PgWriter>,
+    /// Close the connection rather than keep it: a transaction may be open on it.
     open: bool,
+    lock: Lock,
 }
 
 impl PgTx {
@@ -613,6 +651,7 @@ impl WriteTx {
                     conn: Some(home.take().await?),
                     home,
                     open: true,
+                    lock: Lock::Taken,
                 };
                 let row = sqlx::raw_sql(
                     "BEGIN; UPDATE log_head SET writes = writes + 1 WHERE id = 1 \
@@ -639,7 +678,63 @@ impl WriteTx {
             prefetched: HashMap::new(),
             notes_ahead: HashMap::new(),
             held,
+            head_to: None,
+            in_doubt: false,
         })
+    }
+
+    /// Begins a write transaction whose lock waits, on PostgreSQL, until its first
+    /// statement that may write, so that a batch whose only such statement is its last
+    /// (reads ahead, then every write held) commits in that statement: two round trips
+    /// where [`WriteTx::begin`] and `COMMIT` make four. Whichever statement takes the lock
+    /// checks that the head's count of write transactions is still the one this writer's
+    /// last transaction left, and fails if another writer has written since: what the
+    /// batch read and what the writer kept (the head's `size`, the acting users) is then
+    /// as that transaction left it, and the batch runs again with `begin`. Elsewhere, or
+    /// with nothing kept to check against, it is `begin`.
+    pub async fn begin_late(
+        db: &Db,
+        conn: &WriteConn,
+        seal: &crate::ledger::Seal,
+        size: i64,
+    ) -> Result<Self> {
+        if let (Db::Postgres(_), Some(home)) = (db, &conn.postgres) {
+            // Unknown again until this one commits, as in `begin`.
+            let writes = conn.seen.swap(i64::MIN, Ordering::Relaxed);
+            if writes != i64::MIN {
+                let tx = PgTx {
+                    conn: Some(home.take().await?),
+                    home: home.clone(),
+                    // Kept only once its last statement has answered.
+                    open: true,
+                    lock: Lock::Late(writes),
+                };
+                return Ok(Self {
+                    inner: TxInner::Postgres(tx),
+                    undisturbed: true,
+                    written: 0,
+                    head: Some(size),
+                    count: Some((conn.seen.clone(), writes + 1)),
+                    prefetched: HashMap::new(),
+                    notes_ahead: HashMap::new(),
+                    held: Some(Held::default()),
+                    head_to: None,
+                    in_doubt: false,
+                });
+            }
+        }
+        Self::begin(db, conn, seal).await
+    }
+
+    /// Whether its lock is still to be taken (see [`WriteTx::begin_late`]).
+    pub(crate) fn begins_late(&self) -> bool {
+        matches!(&self.inner, TxInner::Postgres(t) if matches!(t.lock, Lock::Late(_)))
+    }
+
+    /// Whether its last statement failed without telling whether it committed: the
+    /// connection broke while a transaction begun late sent it.
+    pub fn in_doubt(&self) -> bool {
+        self.in_doubt
     }
 
     /// The log's size as taking the lock read it (PostgreSQL), saving a statement.
@@ -688,14 +783,32 @@ impl WriteTx {
     /// Where the transaction's statements run.
     pub(crate) fn run(&mut self) -> Run<'_> {
         match &mut self.inner {
-            TxInner::Sqlite(t) => Run::Counted(Conn::Sqlite(t), &mut self.written, None),
-            TxInner::Postgres(t) => Run::Counted(
-                Conn::Postgres(t.conn()),
+            TxInner::Sqlite(t) => Run::Counted(Conn::Sqlite(t), &mut self.written, None, None),
+            TxInner::Postgres(PgTx { conn, lock, .. }) => Run::Counted(
+                Conn::Postgres(conn.as_mut().expect("a transaction keeps its connection")),
                 &mut self.written,
                 self.held.as_mut(),
+                Some(lock),
             ),
             TxInner::Direct(t) => Run::Direct(&t.conn),
         }
+    }
+
+    /// Where the batch's reads ahead run: on PostgreSQL without taking a lock still to
+    /// be taken, since whichever statement takes it checks that nobody wrote since (see
+    /// [`WriteTx::begin_late`]). Nothing is held before them.
+    pub(crate) fn run_ahead(&mut self) -> Run<'_> {
+        match &mut self.inner {
+            TxInner::Postgres(t) => Run::Sqlx(Conn::Postgres(t.conn())),
+            TxInner::Sqlite(t) => Run::Counted(Conn::Sqlite(t), &mut self.written, None, None),
+            TxInner::Direct(t) => Run::Direct(&t.conn),
+        }
+    }
+
+    /// Has the transaction's last statement move the head to `size` and `root`, with
+    /// the batch's entries held before it (PostgreSQL; see [`WriteTx::send_last`]).
+    pub(crate) fn move_head(&mut self, size: i64, root: [u8; 32]) {
+        self.head_to = Some((size, root));
     }
 
     /// Runs a write whose answer nobody reads, or on PostgreSQL holds it back to go with
@@ -752,12 +865,72 @@ impl WriteTx {
         }
     }
 
+    /// Sends what the transaction still holds with the head's move, as its last statement
+    /// before `COMMIT`. A transaction begun late whose lock is still to be taken commits
+    /// in it instead, the head's update checking that nobody wrote since (see
+    /// [`WriteTx::begin_late`]); with nothing to write, it ends without a statement.
+    pub async fn send_last(&mut self) -> Result<()> {
+        let Self {
+            inner: TxInner::Postgres(t),
+            held,
+            head_to,
+            count,
+            in_doubt,
+            ..
+        } = self
+        else {
+            return self.send_held().await;
+        };
+        let nothing_held = held.as_ref().is_none_or(Held::is_empty);
+        let last = match (t.lock, head_to.take()) {
+            (Lock::Late(writes), None) if nothing_held => {
+                if let Some((_, after)) = count {
+                    *after = writes;
+                }
+                (t.open, t.lock) = (false, Lock::Ended);
+                return Ok(());
+            }
+            (Lock::Late(writes), None) => {
+                statement(format!("UPDATE log_head SET {LATE_GUARD} WHERE id = 1")).bind(writes)
+            }
+            (Lock::Late(writes), Some((size, root))) => statement(format!(
+                "UPDATE log_head SET {LATE_GUARD}, size = $2, root = $3 WHERE id = 1"
+            ))
+            .bind(writes)
+            .bind(size)
+            .bind(root.as_slice()),
+            (_, Some((size, root))) => {
+                statement("UPDATE log_head SET size = $1, root = $2 WHERE id = 1")
+                    .bind(size)
+                    .bind(root.as_slice())
+            }
+            (_, None) => return self.send_held().await,
+        };
+        let last = match held.as_mut() {
+            Some(held) => held.join(last),
+            None => last,
+        };
+        let sent = last.execute(Run::Sqlx(Conn::Postgres(t.conn()))).await;
+        if matches!(t.lock, Lock::Late(_)) {
+            match &sent {
+                // Committed, or refused and rolled back: the connection is as it was.
+                Ok(_) | Err(Error::Sql(sqlx::Error::Database(_))) => {
+                    (t.open, t.lock) = (false, Lock::Ended);
+                }
+                Err(_) => *in_doubt = true,
+            }
+        }
+        sent.map(|_| ())
+    }
+
     pub async fn commit(mut self) -> Result<()> {
-        self.send_held().await?;
+        self.send_last().await?;
         match self.inner {
             TxInner::Sqlite(t) => t.commit().await?,
             TxInner::Postgres(mut t) => {
-                sqlx::raw_sql("COMMIT").execute(t.conn()).await?;
+                if t.lock == Lock::Taken {
+                    sqlx::raw_sql("COMMIT").execute(t.conn()).await?;
+                }
                 t.open = false;
             }
             TxInner::Direct(mut t) => {

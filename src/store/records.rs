@@ -197,7 +197,7 @@ pub async fn prefetch_for_write(
         .map(|id| SqlValue::Int(Some(id)));
     if !notes {
         let sql = format!("{} WHERE id IN ({})", select_sql(kind), marks.join(", "));
-        let found = records(tx.run(), kind, statement(sql).bind_all(args)).await?;
+        let found = records(tx.run_ahead(), kind, statement(sql).bind_all(args)).await?;
         for record in found {
             tx.prefetched.insert((kind, record.id), record);
         }
@@ -216,7 +216,10 @@ pub async fn prefetch_for_write(
     let mut kinds = row_kinds(kind);
     let width = kinds.len();
     kinds.extend(notes::REVISION_KINDS);
-    let rows = statement(sql).bind_all(args).rows(tx.run(), &kinds).await?;
+    let rows = statement(sql)
+        .bind_all(args)
+        .rows(tx.run_ahead(), &kinds)
+        .await?;
     for mut cells in rows {
         let latest = notes::revision_from_cells(cells.split_off(width))?;
         let record = decode(kind, cells)?;

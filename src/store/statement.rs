@@ -11,7 +11,9 @@ use std::sync::{Mutex, PoisonError};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
-use super::{CellKind, Conn, Error, Result, SqlValue, bind_all, cell, on_conn, trusted};
+use super::{
+    CellKind, Conn, Error, Lock, Result, SqlValue, bind_all, cell, on_conn, take_late_lock, trusted,
+};
 
 /// Where a statement runs.
 pub(crate) enum Run<'c> {
@@ -19,7 +21,14 @@ pub(crate) enum Run<'c> {
     /// A writer's transaction through sqlx, which adds the rows each statement inserts,
     /// updates or deletes to the count (see [`super::WriteTx::rows_written`]), and on
     /// PostgreSQL sends the writes it holds back along with the statement (see [`Held`]).
-    Counted(Conn<'c>, &'c mut u64, Option<&'c mut Held>),
+    /// On PostgreSQL it first takes the log's lock, if the transaction began late (see
+    /// [`super::WriteTx::begin_late`]).
+    Counted(
+        Conn<'c>,
+        &'c mut u64,
+        Option<&'c mut Held>,
+        Option<&'c mut Lock>,
+    ),
     /// An SQLite connection called directly: the writer's (see [`super::WriteConn`]) or
     /// a reader's (see [`super::Readers`]).
     Direct(&'c Mutex<rusqlite::Connection>),
@@ -91,7 +100,15 @@ impl Statement {
         match run {
             Run::Direct(conn) => direct(conn, &self.sql, &self.args, kinds),
             Run::Sqlx(conn) => self.sqlx(conn, kinds).await,
-            Run::Counted(mut conn, written, held) => {
+            Run::Counted(mut conn, written, held, lock) => {
+                if let Some(lock) = lock
+                    && let Lock::Late(count) = *lock
+                    && let Conn::Postgres(c) = conn.reborrow()
+                {
+                    // Taken or not, the transaction is no longer one to commit late.
+                    *lock = Lock::Taken;
+                    take_late_lock(c, count).await?;
+                }
                 let writes = self.writes();
                 let this = match held {
                     Some(held) if held.touches(&self.sql) => {
@@ -214,6 +231,10 @@ impl Held {
                 rows: vec![row],
             })),
         }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.parts.is_empty()
     }
 
     /// Whether `sql` names a table a held write writes to.

@@ -104,7 +104,7 @@ pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, 
         (
             "keeptrack_writer_batches_retried_total",
             "counter",
-            "Batches run again with a savepoint per command, after one failed part-way.",
+            "Batches run again: with a savepoint per command after one failed part-way, or under the lock after another writer overtook one begun without it.",
             state.ledger.batches_retried() as f64,
         ),
         (

@@ -10,6 +10,7 @@ use keeptrack::{
     store::{self, Db},
 };
 use serde_json::json;
+use sqlx::Connection;
 
 use crate::both;
 use crate::helpers::{new_database_url, verify_now};
@@ -180,3 +181,69 @@ both!(
         assert!(verify_now(&app.db).await.findings.is_empty());
     }
 );
+
+/// PostgreSQL: a batch reads ahead before it takes the log's lock, and commits in its
+/// last statement. Another server's writer that commits in between (here a bare
+/// transaction that takes the lock the way every writer does, and switches off the user
+/// this server last saw acting) must make the batch run again under the lock, where it
+/// sees the change, rather than commit what it decided on what it had kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_another_writer_overtook_runs_again_under_the_lock() {
+    let Some(app) = crate::helpers::TestApp::postgres().await else {
+        return;
+    };
+    let client = app.client("Smith").await;
+    app.update(RecordKind::Client, client.id, json!({"city": "Leeds"}))
+        .await
+        .unwrap();
+    let mut other = sqlx::PgConnection::connect(&app.url).await.unwrap();
+    let sql = format!(
+        "BEGIN; UPDATE log_head SET writes = writes + 1 WHERE id = 1; \
+         UPDATE users SET active = false WHERE id = {}",
+        app.staff
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let (ledger, staff, id) = (app.ledger.clone(), app.staff, client.id);
+    let update = tokio::spawn(async move {
+        let fields = json!({"email": "smith@example.com"});
+        let command = LedgerCommand::Update {
+            kind: RecordKind::Client,
+            id,
+            fields: fields.as_object().cloned().unwrap(),
+            expected_version: None,
+        };
+        ledger
+            .submit(Context::user(staff).with_reason("Asked"), command)
+            .await
+    });
+    // The batch waits for the other writer's lock.
+    let mut admin = sqlx::PgConnection::connect(&app.url).await.unwrap();
+    let mut waited = 0;
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 500, "the batch never waited for the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+    let refused = update.await.unwrap();
+    assert!(
+        matches!(refused, Err(keeptrack::ledger::Error::NotPermitted(_))),
+        "{refused:?}"
+    );
+    let unchanged = app.get(RecordKind::Client, client.id).await;
+    assert_eq!(unchanged.fields["email"], client.fields["email"]);
+    assert_eq!(unchanged.version, 2, "the update of the city only");
+}
