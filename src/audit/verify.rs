@@ -348,7 +348,7 @@ pub async fn verify_from(
     }
     // The query keys are copies of the columns checked above: a missing or changed one
     // would hide its entry from queries, or show it where its bytes do not say.
-    let (keys, keyed_end, wrong) = audit_log::keys_check(db, from_idx, 10).await?;
+    let (keys, keyed_end, wrong) = audit_log::keys_check(db, from_idx, expected, 10).await?;
     if keys != keyed_end {
         find(
             Damage::Missing,

@@ -285,22 +285,34 @@ pub async fn index_tail(tx: &mut WriteTx) -> Result<u64> {
 /// How many entries have their keys in `audit_keys`, the highest such index plus one,
 /// and the first keys (at most `limit`, from `from` on) that are not a copy of their
 /// entry's columns or have no entry at all.
-pub async fn keys_check(db: &Db, from: i64, limit: i64) -> Result<(i64, i64, Vec<i64>)> {
+///
+/// The entries below `upto` are the ones the caller has read: keys are copied after
+/// their entries commit, so a statement may see newer keys than entries (SQLite reads
+/// the keys' file and the log at moments of their own), and a key past `upto` cannot be
+/// judged by its entry yet. Past it, only a key beyond the log's end as read after the
+/// keys is known to have none, and the newest key is checked for that.
+pub async fn keys_check(db: &Db, from: i64, upto: i64, limit: i64) -> Result<(i64, i64, Vec<i64>)> {
     let mut conn = db.acquire().await?;
     let (count, end): (i64, i64) = on_conn!(conn.conn(), c => sqlx::query_as(
         "SELECT COUNT(*), COALESCE(MAX(idx), -1) + 1 FROM audit_keys")
         .fetch_one(&mut *c).await?);
     // `=` with COALESCE rather than IS NOT DISTINCT FROM, which SQLite spells `IS`.
     let sql = "SELECT k.idx FROM audit_keys k LEFT JOIN audit_log l ON l.idx = k.idx \
-               WHERE k.idx >= $1 AND NOT (l.idx IS NOT NULL AND k.ts = l.ts \
+               WHERE k.idx >= $1 AND k.idx < $2 AND NOT (l.idx IS NOT NULL AND k.ts = l.ts \
                AND k.category = l.category AND k.action = l.action \
                AND COALESCE(k.actor_id, -1) = COALESCE(l.actor_id, -1) \
                AND COALESCE(k.record_type, '') = COALESCE(l.record_type, '') \
                AND COALESCE(k.record_id, -1) = COALESCE(l.record_id, -1)) \
-               ORDER BY k.idx LIMIT $2";
+               ORDER BY k.idx LIMIT $3";
     let bad: Vec<(i64,)> = on_conn!(conn.conn(), c => sqlx::query_as(sql)
-        .bind(from).bind(limit).fetch_all(&mut *c).await?);
-    Ok((count, end, bad.into_iter().map(|(i,)| i).collect()))
+        .bind(from).bind(upto).bind(limit).fetch_all(&mut *c).await?);
+    let mut bad: Vec<i64> = bad.into_iter().map(|(i,)| i).collect();
+    let (size,): (i64,) = on_conn!(conn.conn(), c => sqlx::query_as(
+        "SELECT size FROM log_head WHERE id = 1").fetch_one(&mut *c).await?);
+    if end > size.max(upto) && (bad.len() as i64) < limit {
+        bad.push(end - 1);
+    }
+    Ok((count, end, bad))
 }
 
 /// A stored tree node: (level, index) → hash.

@@ -183,6 +183,27 @@ both!(verify_finds_a_query_key_that_lies_or_is_gone, |app| {
             .any(|f| f.detail.contains("query keys of 1 entries") && f.index.is_none()),
         "{report:?}"
     );
+
+    // A key for an entry the log does not have, past its end: keys newer than the
+    // entries verify read are judged only there, by the log's end read after them.
+    let size = app.log_size().await;
+    exec(
+        &app.db,
+        &format!(
+            "INSERT INTO audit_keys (idx, ts, category, action) \
+             VALUES ({}, 0, 'Clients', 'Modify')",
+            size + 5
+        ),
+    )
+    .await;
+    let report = verify_now(&app.db).await;
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.index == Some(size + 5) && f.detail.contains("no entry")),
+        "{report:?}"
+    );
 });
 
 /// On SQLite the keys live in a file of their own beside the database, made from the log:
