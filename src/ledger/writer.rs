@@ -398,11 +398,13 @@ async fn attempt(
     }
     let keys = state.next_idx - watch.keyed >= INDEX_EVERY;
     let finished = async {
-        let moved = state.next_idx != start_size || state.rebuilt;
-        state.finish(&mut tx, moved).await?;
+        // Before the batch's entries are stored: on PostgreSQL the copy goes with them,
+        // in one statement, and would otherwise have to send them first to see them.
         if keys {
             audit_log::index_tail(&mut tx).await?;
         }
+        let moved = state.next_idx != start_size || state.rebuilt;
+        state.finish(&mut tx, moved).await?;
         tx.send_last().await.map_err(Error::from)
     }
     .await;
@@ -418,7 +420,8 @@ async fn attempt(
     tx.commit().await.map_err(|e| Abort::Failed(e.into()))?;
     watch.logged = state.next_idx;
     if keys {
-        watch.keyed = watch.logged;
+        // The copy may not have seen the batch's own entries (see `index_tail`).
+        watch.keyed = start_size;
     }
     state.committed();
     watch.kept = Some(state);

@@ -263,14 +263,15 @@ const TAIL: &str = concat!(
 );
 
 /// Copies the keys of every entry not yet in `audit_keys` there, in the writer's
-/// transaction; answers how many. Entries commit in index order, so the unindexed ones
-/// are always the newest; a second writer doing the same at the same time (servers
-/// sharing PostgreSQL) leaves its copies to whichever commits first. On an SQLite file
-/// the keys' copier does it once the transaction commits (see `key_file`), and this
-/// answers 0.
-pub async fn index_tail(tx: &mut WriteTx) -> Result<u64> {
+/// transaction. Entries commit in index order, so the unindexed ones are always the
+/// newest; a second writer doing the same at the same time (servers sharing PostgreSQL)
+/// leaves its copies to whichever commits first. On PostgreSQL the copy is held for the
+/// transaction's last statement, whose snapshot holds the entries committed before it:
+/// a batch's own entries are copied by a later one. On an SQLite file the keys' copier
+/// does it once the transaction commits (see `key_file`).
+pub async fn index_tail(tx: &mut WriteTx) -> Result<()> {
     if tx.copy_keys_after() {
-        return Ok(0);
+        return Ok(());
     }
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
@@ -279,7 +280,7 @@ pub async fn index_tail(tx: &mut WriteTx) -> Result<u64> {
              FROM audit_log WHERE idx > {KEYED} ORDER BY idx ON CONFLICT (idx) DO NOTHING"
         )
     });
-    statement(SQL.as_str()).execute(tx.run()).await
+    tx.hold(statement(SQL.as_str()), "audit_keys").await
 }
 
 /// How many entries have their keys in `audit_keys`, the highest such index plus one,
