@@ -247,8 +247,10 @@ async fn run_batch(
 ) -> Vec<Reply> {
     let (alarm, clock_behind) = (watch.alarm.clone(), watch.clock_behind);
     let savepoints = jobs.iter().any(|j| j.command.reaches_outside());
-    // Only PostgreSQL takes the lock late (see `WriteTx::begin_late`).
+    // Only PostgreSQL takes the lock late (see `WriteTx::begin_late`), and only a writer
+    // that kept the state its last batch left.
     let late = parts.db.backend() == Backend::Postgres
+        && watch.kept.is_some()
         && !savepoints
         && !jobs.iter().any(|j| j.command.signs());
     let mut outcome = attempt(parts, last, watch, &jobs, savepoints, late).await;
