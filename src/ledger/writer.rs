@@ -257,7 +257,8 @@ async fn run_batch(
     // Begun late, the attempt failed if anyone else wrote before it took the lock, as
     // well as for the reasons below: it runs again with the lock first, then (if that
     // fails too) with savepoints.
-    for savepoints in [savepoints, true].into_iter().skip(usize::from(!late)) {
+    let retries: &[bool] = if late { &[false, true] } else { &[true] };
+    for &savepoints in retries {
         if !matches!(outcome, Err(Abort::Retry)) {
             break;
         }
@@ -453,9 +454,9 @@ async fn read_ahead(tx: &mut WriteTx, jobs: &[Job]) -> Result<(), Error> {
         }
     }
     // Begun late, a command that read its record itself would take the lock to do so.
-    let one = tx.begins_late();
+    let even_one = tx.begins_late();
     for (kind, ids, notes) in &wanted {
-        if ids.len() > 1 || *notes || one {
+        if ids.len() > 1 || *notes || even_one {
             records::prefetch_for_write(tx, *kind, ids, *notes).await?;
         }
     }

@@ -492,8 +492,11 @@ pub async fn leaf_hashes_for_write(tx: &mut WriteTx) -> Result<Vec<[u8; 32]>> {
         .collect()
 }
 
+/// Moves the head to a size (`$1`) and root (`$2`).
+pub(super) const SET_HEAD: &str = "UPDATE log_head SET size = $1, root = $2 WHERE id = 1";
+
 pub async fn set_head(tx: &mut WriteTx, size: i64, root: &[u8; 32]) -> Result<()> {
-    statement("UPDATE log_head SET size = $1, root = $2 WHERE id = 1")
+    statement(SET_HEAD)
         .bind(size)
         .bind(root.as_slice())
         .execute(tx.run())

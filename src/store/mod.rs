@@ -561,6 +561,17 @@ struct PgTx {
 }
 
 impl PgTx {
+    /// The writer's connection, for a transaction that stands with the lock as `lock`
+    /// says. Until it ends it counts as open: dropped before then, it is closed.
+    async fn take(home: Arc<PgWriter>, lock: Lock) -> Result<Self> {
+        Ok(Self {
+            conn: Some(home.take().await?),
+            home,
+            open: true,
+            lock,
+        })
+    }
+
     fn conn(&mut self) -> &mut PgConnection {
         self.conn
             .as_mut()
@@ -627,7 +638,6 @@ impl WriteTx {
         let mut undisturbed = false;
         let mut head = None;
         let mut count = None;
-        let mut held = None;
         let inner = match (db, &conn.direct) {
             (Db::Sqlite(_, _), Some(direct)) => {
                 let mut tx = DirectTx {
@@ -647,12 +657,7 @@ impl WriteTx {
                 let home = conn.postgres.clone().ok_or_else(|| {
                     Error::Corrupt("the writer has no PostgreSQL connection".into())
                 })?;
-                let mut tx = PgTx {
-                    conn: Some(home.take().await?),
-                    home,
-                    open: true,
-                    lock: Lock::Taken,
-                };
+                let mut tx = PgTx::take(home, Lock::Taken).await?;
                 let row = sqlx::raw_sql(
                     "BEGIN; UPDATE log_head SET writes = writes + 1 WHERE id = 1 \
                      RETURNING size, writes",
@@ -665,11 +670,22 @@ impl WriteTx {
                 undisturbed = conn.seen.swap(i64::MIN, Ordering::Relaxed) == writes - 1;
                 head = Some(size);
                 count = Some((conn.seen.clone(), writes));
-                held = Some(Held::default());
                 TxInner::Postgres(tx)
             }
         };
-        Ok(Self {
+        Ok(Self::started(inner, undisturbed, head, count))
+    }
+
+    /// A transaction just begun, with what beginning it learnt; on PostgreSQL it holds
+    /// writes back (see [`Held`]) until a savepoint.
+    fn started(
+        inner: TxInner,
+        undisturbed: bool,
+        head: Option<i64>,
+        count: Option<(Arc<AtomicI64>, i64)>,
+    ) -> Self {
+        let held = matches!(inner, TxInner::Postgres(_)).then(Held::default);
+        Self {
             inner,
             undisturbed,
             written: 0,
@@ -680,7 +696,7 @@ impl WriteTx {
             held,
             head_to: None,
             in_doubt: false,
-        })
+        }
     }
 
     /// Begins a write transaction whose lock waits, on PostgreSQL, until its first
@@ -702,25 +718,14 @@ impl WriteTx {
             // Unknown again until this one commits, as in `begin`.
             let writes = conn.seen.swap(i64::MIN, Ordering::Relaxed);
             if writes != i64::MIN {
-                let tx = PgTx {
-                    conn: Some(home.take().await?),
-                    home: home.clone(),
-                    // Kept only once its last statement has answered.
-                    open: true,
-                    lock: Lock::Late(writes),
-                };
-                return Ok(Self {
-                    inner: TxInner::Postgres(tx),
-                    undisturbed: true,
-                    written: 0,
-                    head: Some(size),
-                    count: Some((conn.seen.clone(), writes + 1)),
-                    prefetched: HashMap::new(),
-                    notes_ahead: HashMap::new(),
-                    held: Some(Held::default()),
-                    head_to: None,
-                    in_doubt: false,
-                });
+                let tx = PgTx::take(home.clone(), Lock::Late(writes)).await?;
+                let count = Some((conn.seen.clone(), writes + 1));
+                return Ok(Self::started(
+                    TxInner::Postgres(tx),
+                    true,
+                    Some(size),
+                    count,
+                ));
             }
         }
         Self::begin(db, conn, seal).await
@@ -899,11 +904,9 @@ impl WriteTx {
             .bind(writes)
             .bind(size)
             .bind(root.as_slice()),
-            (_, Some((size, root))) => {
-                statement("UPDATE log_head SET size = $1, root = $2 WHERE id = 1")
-                    .bind(size)
-                    .bind(root.as_slice())
-            }
+            (_, Some((size, root))) => statement(audit_log::SET_HEAD)
+                .bind(size)
+                .bind(root.as_slice()),
             (_, None) => return self.send_held().await,
         };
         let last = match held.as_mut() {
