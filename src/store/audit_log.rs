@@ -241,6 +241,28 @@ pub(crate) fn parts(clauses: &[String], columns: &str) -> [Part; 2] {
     ]
 }
 
+/// The part of [`parts`] already in `audit_keys`, read from the keys alone: clauses and
+/// `columns` name only `{t}`, and [`UNARCHIVED`] stands for the body check, so that no
+/// entry is looked up for a key the page does not show. Only where the keys and the log
+/// are read in one snapshot (PostgreSQL); SQLite's keys file may be newer than its log.
+pub(crate) fn keys_only(clauses: &[String], columns: &str) -> Part {
+    let all: Vec<String> = clauses.iter().map(|c| c.replace("{t}", "k.")).collect();
+    Part {
+        select: format!(
+            "SELECT {} FROM audit_keys k WHERE {}",
+            columns.replace("{t}", "k."),
+            all.join(" AND ")
+        ),
+        newest_first: "k.ts DESC, k.idx DESC",
+    }
+}
+
+/// The entries whose bodies are still in the log: archive runs cut it from its start, one
+/// after another, each from where the last ended (see the ledger's archive), and the
+/// guard trigger lets no body go outside them.
+pub(crate) const UNARCHIVED: &str =
+    "{t}idx >= (SELECT COALESCE(MAX(to_idx), 0) FROM audit_archive)";
+
 /// The index of the last entry whose keys are in `audit_keys` (-1 for none): keys are
 /// added in index order without gaps, so everything after it is the unindexed tail.
 /// A macro so that [`TAIL`] can be built from it at compile time.

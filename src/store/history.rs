@@ -55,15 +55,21 @@ pub enum Shown {
 /// change, and then with the text before it (numbers run without gaps) to compare with.
 /// The typed NULLs let both databases match the columns.
 fn sql(backend: Backend) -> String {
+    let mut clauses = vec![
+        "{t}record_type = $1".to_owned(),
+        "{t}record_id = $2".to_owned(),
+        "({t}ts < $3 OR ({t}ts = $3 AND {t}idx < $4))".to_owned(),
+    ];
+    let columns = "CAST(2 AS BIGINT) AS src, {t}ts AS ts, {t}idx AS idx";
     let [indexed, tail] = audit_log::parts(
-        &[
-            "{t}record_type = $1".to_owned(),
-            "{t}record_id = $2".to_owned(),
-            "({t}ts < $3 OR ({t}ts = $3 AND {t}idx < $4))".to_owned(),
-            "length(l.entry) > 0".to_owned(),
-        ],
-        "CAST(2 AS BIGINT) AS src, {t}ts AS ts, {t}idx AS idx",
+        &[clauses.clone(), vec!["length(l.entry) > 0".to_owned()]].concat(),
+        columns,
     );
+    // The entries a page shows are looked up once, for their bodies: on PostgreSQL the
+    // keys alone say which are not archived, where looking each up twice cost a fifth of
+    // the statement.
+    clauses.push(audit_log::UNARCHIVED.to_owned());
+    let keys_only = audit_log::keys_only(&clauses, columns);
     let bounded = |select: &str, order: &str, name: &str| {
         format!("SELECT * FROM ({select} ORDER BY {order} LIMIT $9) AS {name}")
     };
@@ -90,7 +96,7 @@ fn sql(backend: Backend) -> String {
         // PostgreSQL's planner would sort all of a record's rows rather than merge them
         // when it takes the record to have few, so each source is bounded by the page.
         Backend::Postgres => [
-            bounded(&indexed.select, indexed.newest_first, "k"),
+            bounded(&keys_only.select, keys_only.newest_first, "k"),
             bounded(&tail.select, tail.newest_first, "t"),
             bounded(status_notes, "ts DESC, id DESC", "s"),
             revisions,

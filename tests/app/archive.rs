@@ -7,6 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use keeptrack::{
     audit::{
         checkpoint::{Signer, create_key_files, public_key_path},
+        history,
         verify::Damage,
     },
     clock::Clock,
@@ -18,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::both;
 use crate::cli::{Server, workdir};
-use crate::helpers::{TestApp, fields, new_database_url, run_cli, verify_now};
+use crate::helpers::{TestApp, fields, new_database_url, run_cli, until_all_keyed, verify_now};
 
 fn text(out: &std::process::Output) -> String {
     format!(
@@ -34,17 +35,18 @@ async fn key_in(dir: &std::path::Path, db: &Db) -> Signer {
     create_key_files(&dir.join("keeptrack.key"), &origin).unwrap()
 }
 
-/// Some clients, then the instant after them, then some more: returns the instant and
-/// the log's size at it.
-async fn history(app: &TestApp, tag: &str) -> (Timestamp, i64) {
-    for n in 0..4 {
+/// Some clients, then the instant after them, then some more: returns the instant, the
+/// log's size at it and the first client.
+async fn history(app: &TestApp, tag: &str) -> (Timestamp, i64, i64) {
+    let first = app.client(&format!("{tag}0")).await.id;
+    for n in 1..4 {
         app.client(&format!("{tag}{n}")).await;
     }
     let (at, size) = (keeptrack::clock::now(), app.log_size().await);
     for n in 0..2 {
         app.client(&format!("{tag}Later{n}")).await;
     }
-    (at, size)
+    (at, size, first)
 }
 
 both!(
@@ -53,7 +55,7 @@ both!(
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         key_in(d, &app.db).await;
-        let (t1, n1) = history(&app, "Old").await;
+        let (t1, n1, old) = history(&app, "Old").await;
 
         let out = run_cli(
             d,
@@ -113,6 +115,26 @@ both!(
         let run = runs.iter().find(|e| e.act == Action::Archive).unwrap();
         assert_eq!(run.diff[0].new, json!(0));
         assert_eq!(run.diff[1].new, json!(n1));
+        // A record's history shows what is left of it, its keys copied or not.
+        app.update(RecordKind::Client, old, json!({"email": "old@example.com"}))
+            .await
+            .unwrap();
+        let audited = |page: &history::Timeline| {
+            page.items
+                .iter()
+                .filter(|i| matches!(i, history::Item::Audit { .. }))
+                .count()
+        };
+        let page = history::timeline(&app.db, RecordKind::Client, old, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(audited(&page), 1, "{page:?}");
+        until_all_keyed(&app.db).await;
+        let page = history::timeline(&app.db, RecordKind::Client, old, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(audited(&page), 1, "{page:?}");
+        assert!(page.next.is_none(), "{page:?}");
         let out = run_cli(d, &app.url, &["audit", "prove", "1", "--out", "p.json"]);
         assert!(text(&out).contains("entry 1 is archived"), "{}", text(&out));
         let out = run_cli(
@@ -131,7 +153,7 @@ both!(
         assert!(!d.join("again.json").exists());
 
         // A second run continues the first; the two files chain into one log.
-        let (t2, n2) = history(&app, "Newer").await;
+        let (t2, n2, _) = history(&app, "Newer").await;
         let out = run_cli(
             d,
             &app.url,
@@ -220,7 +242,7 @@ both!(
         let ledger = Ledger::start_signing(app.db.clone(), Some(signer))
             .await
             .unwrap();
-        let (t1, n1) = history(&app, "Old").await;
+        let (t1, n1, _) = history(&app, "Old").await;
 
         // A run that cannot write its file writes nothing at all.
         let taken = dir.path().join("taken.json");

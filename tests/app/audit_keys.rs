@@ -13,31 +13,7 @@ use keeptrack::{
 use serde_json::json;
 
 use crate::both;
-use crate::helpers::{TestApp, drop_guards, exec, verify_now};
-
-/// How many entries have their keys in `audit_keys`, and how many entries there are.
-async fn keyed(db: &Db) -> (i64, i64) {
-    let sql = "SELECT (SELECT COUNT(*) FROM audit_keys), (SELECT COUNT(*) FROM audit_log)";
-    match db {
-        Db::Sqlite(p, _) => sqlx::query_as(sql).fetch_one(p).await.unwrap(),
-        Db::Postgres(p) => sqlx::query_as(sql).fetch_one(p).await.unwrap(),
-    }
-}
-
-/// Waits for the idle writer to copy every entry's keys.
-async fn until_all_keyed(db: &Db) {
-    for _ in 0..200 {
-        let (keys, entries) = keyed(db).await;
-        if keys == entries {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!(
-        "the writer did not copy the keys when idle: {:?}",
-        keyed(db).await
-    );
-}
+use crate::helpers::{TestApp, drop_guards, exec, keyed, until_all_keyed, verify_now};
 
 /// Which rows of the log a query should answer.
 type Wanted<'a> = Box<dyn Fn(&audit_log::Row) -> bool + 'a>;

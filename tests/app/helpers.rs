@@ -329,6 +329,30 @@ pub async fn drop_guards(db: &Db) {
     }
 }
 
+/// How many entries have their keys in `audit_keys`, and how many entries there are.
+pub async fn keyed(db: &Db) -> (i64, i64) {
+    let sql = "SELECT (SELECT COUNT(*) FROM audit_keys), (SELECT COUNT(*) FROM audit_log)";
+    match db {
+        Db::Sqlite(p, _) => sqlx::query_as(sql).fetch_one(p).await.unwrap(),
+        Db::Postgres(p) => sqlx::query_as(sql).fetch_one(p).await.unwrap(),
+    }
+}
+
+/// Waits for the idle writer to copy every entry's keys.
+pub async fn until_all_keyed(db: &Db) {
+    for _ in 0..200 {
+        let (keys, entries) = keyed(db).await;
+        if keys == entries {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the writer did not copy the keys when idle: {:?}",
+        keyed(db).await
+    );
+}
+
 /// Runs the `keeptrack` command against the database at `url`, in `dir` (where it looks
 /// for its signing key and checkpoints).
 pub fn run_cli(dir: &std::path::Path, url: &str, args: &[&str]) -> std::process::Output {
