@@ -37,7 +37,8 @@ pub struct Cli {
     /// Database: sqlite://FILE (created if missing) or postgres://USER:PASS@HOST/DB.
     #[arg(long, env = "KEEPTRACK_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
     pub database_url: String,
-    /// PostgreSQL: connections pooled for reads; the writer has one more of its own.
+    /// PostgreSQL: connections pooled for reads; the writer has one more of its own, and
+    /// one more hears changes to access.
     /// [default: the machine's cores + 1]
     #[arg(long, env = "KEEPTRACK_DATABASE_POOL", global = true,
           value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -154,6 +154,22 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether it may change what a signed-in user or an API token may do: a user's or a
+    /// security group's record, a password, a revoked token. Servers that keep what they
+    /// looked up about a token forget it after such a command (see `web::known_tokens`).
+    pub fn changes_access(&self) -> bool {
+        match self {
+            Self::Create { kind, .. }
+            | Self::Update { kind, .. }
+            | Self::Delete { kind, .. }
+            | Self::Restore { kind, .. } => {
+                matches!(kind, RecordKind::User | RecordKind::SecurityGroup)
+            }
+            Self::CreateUser { .. } | Self::SetPassword { .. } | Self::RevokeToken { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Whether the command signs the tree: the writer then reads the tree it left back
     /// from the database first, so that a change made behind its back stops the signing.
     pub fn signs(&self) -> bool {

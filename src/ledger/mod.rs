@@ -40,6 +40,7 @@ pub struct Ledger {
     db: Db,
     queue: mpsc::Sender<Job>,
     stats: std::sync::Arc<writer::Stats>,
+    access_changes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Ledger {
@@ -87,18 +88,35 @@ impl Ledger {
         QUEUE - self.queue.capacity()
     }
 
+    /// Commands this process's writer was given that may have changed who may do what
+    /// ([`Command::changes_access`]), counted once each was answered, whatever the answer
+    /// (one whose commit went unanswered may still have landed).
+    pub fn access_changes(&self) -> u64 {
+        self.access_changes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Runs a command; answers once it is durable (or with why nothing was written).
     pub async fn submit(&self, ctx: Context, command: Command) -> Result<Outcome, Error> {
+        let changes_access = command.changes_access();
         let (reply, answer) = oneshot::channel();
-        self.queue
+        let sent = self
+            .queue
             .send(Job {
                 ctx,
                 command,
                 reply,
             })
-            .await
-            .map_err(|_| Error::Unavailable)?;
-        answer.await.map_err(|_| Error::Unavailable)?
+            .await;
+        let result = match sent {
+            Ok(()) => answer.await.unwrap_or(Err(Error::Unavailable)),
+            Err(_) => Err(Error::Unavailable),
+        };
+        if changes_access {
+            self.access_changes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        result
     }
 
     /// Adds a user, hashing the password first.
@@ -179,7 +197,12 @@ impl Ledger {
             .name("keeptrack-writer".into())
             .spawn(move || runtime.block_on(writer))
             .map_err(|e| Error::NotSaved(format!("cannot start the writer: {e}")))?;
-        let ledger = Self { db, queue, stats };
+        let ledger = Self {
+            db,
+            queue,
+            stats,
+            access_changes: std::sync::Arc::default(),
+        };
         ledger.submit(Context::system(), Command::Install).await?;
         Ok(ledger)
     }

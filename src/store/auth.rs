@@ -109,6 +109,22 @@ pub async fn token_member(db: &Db, hash: &str) -> Result<Option<(TokenRow, Membe
     Ok(row.map(|(cells, member)| (TokenRow::from_cells(cells), member)))
 }
 
+/// The channel PostgreSQL notifies when a change to a token (but its last use), a user
+/// or a security group commits, whoever made it (migration 0014).
+pub const ACCESS_CHANGED: &str = "keeptrack_access";
+
+/// A connection of its own, listening on [`ACCESS_CHANGED`] once this returns; `None` on
+/// SQLite, which has no such notices.
+pub async fn hear_access_changes(db: &Db) -> Result<Option<sqlx::postgres::PgListener>> {
+    let Db::Postgres(readers) = db else {
+        return Ok(None);
+    };
+    let own = super::pg_pool(1).connect_lazy_with((*readers.connect_options()).clone());
+    let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
+    listener.listen(ACCESS_CHANGED).await?;
+    Ok(Some(listener))
+}
+
 /// A browser session with its user and the user's group, in one statement.
 pub async fn session_member(db: &Db, id_hash: &str) -> Result<Option<(SessionRow, Member)>> {
     static SQL: LazyLock<String> =

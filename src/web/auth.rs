@@ -227,15 +227,27 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         let (user_id, via, member) = if let Some(token) = bearer {
-            let (row, member) = auth::token_member(db, &sha256_hex(token.trim()))
-                .await?
-                .filter(|(t, _)| t.revoked_at.is_none())
-                .ok_or_else(|| ApiError::Unauthenticated("This API token is not valid.".into()))?;
+            let hash = sha256_hex(token.trim());
+            let (row, member) = match state.tokens.get(&state.ledger, &hash) {
+                Some(known) => known,
+                None => {
+                    let seen = state.tokens.seen(&state.ledger);
+                    let found = auth::token_member(db, &hash)
+                        .await?
+                        .filter(|(t, _)| t.revoked_at.is_none())
+                        .ok_or_else(|| {
+                            ApiError::Unauthenticated("This API token is not valid.".into())
+                        })?;
+                    state.tokens.keep(&hash, seen, &found.0, &found.1);
+                    found
+                }
+            };
             if row
                 .last_used_at
                 .is_none_or(|t| now - t > TOUCH_EVERY_MICROS)
             {
                 touch(state, Command::TouchToken { id: row.id });
+                state.tokens.used(&hash, now);
             }
             (row.user_id, Via::Token { id: row.id }, member)
         } else if let Some(secret) = cookie_value(&parts.headers, COOKIE) {

@@ -1,6 +1,6 @@
 //! `/metrics` in the Prometheus text format: requests and latencies per route, the
-//! writer's queue, PostgreSQL's read connections, the log's size and the age of the
-//! newest checkpoint.
+//! writer's queue, PostgreSQL's read connections, the API tokens kept, the log's size
+//! and the age of the newest checkpoint.
 
 use std::{collections::BTreeMap, fmt::Write, sync::Mutex, time::Duration};
 
@@ -82,6 +82,7 @@ pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, 
         }
     }
     let (batches, commands) = state.ledger.batch_stats();
+    let (hearing, kept) = state.tokens.stats();
     let gauges = [
         (
             "keeptrack_writer_queue_depth",
@@ -106,6 +107,19 @@ pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, 
             "counter",
             "Batches run again: with a savepoint per command after one failed part-way, or under the lock after another writer overtook one begun without it.",
             state.ledger.batches_retried() as f64,
+        ),
+        (
+            "keeptrack_access_notices_heard",
+            "gauge",
+            "1 while this server hears PostgreSQL's notices of changes to tokens, users and \
+             groups, and so keeps the API tokens it looked up; 0 on SQLite.",
+            f64::from(u8::from(hearing)),
+        ),
+        (
+            "keeptrack_token_requests_kept_total",
+            "counter",
+            "Requests whose API token this server had kept, so it was not looked up.",
+            kept as f64,
         ),
         (
             "keeptrack_audit_log_size",

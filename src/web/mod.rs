@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod body;
 mod error;
+mod known_tokens;
 mod metrics;
 pub mod openapi;
 mod records;
@@ -45,11 +46,13 @@ pub struct AppState {
     pub verifier: Option<Verifier>,
     metrics: Arc<metrics::Metrics>,
     denials: Arc<Denials>,
+    tokens: Arc<known_tokens::KnownTokens>,
 }
 
 impl AppState {
     pub fn new(ledger: Ledger) -> Self {
         Self {
+            tokens: known_tokens::KnownTokens::hear(ledger.db()),
             ledger,
             secure_cookies: false,
             verifier: None,

@@ -262,39 +262,10 @@ both!(a_new_password_or_deactivation_ends_every_session, |app| {
     assert_eq!(sam.get("/api/v1/session").await.status, 401);
     assert_eq!(sam_elsewhere.get("/api/v1/session").await.status, 401);
     // New groups start with no access; the owner grants exactly what is needed.
-    let r = owner
-        .send(
-            "POST",
-            "/api/v1/security_groups",
-            Some(json!({"name": "front_desk"})),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(r.body["permissions"], json!({}));
-    let group = r.body["id"].as_i64().unwrap();
-    let r = owner
-        .send(
-            "POST",
-            "/api/v1/users",
-            Some(
-                json!({"username": "fran", "display_name": "Fran Desk", "initials": "FD",
-                        "security_group": "front_desk", "password": PASSWORD}),
-            ),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let fran_id = r.body["id"].as_i64().unwrap();
+    let (group, fran_id) = owner.new_group_with_fran("front_desk").await;
     let fran = api.sign_in("fran").await;
     assert_eq!(fran.get("/api/v1/clients").await.status, 403);
-    let r = owner
-        .send_with(
-            "PATCH",
-            &format!("/api/v1/security_groups/{group}"),
-            Some(json!({"permissions": {"clients": "view"}})),
-            &[("if-match", "*")],
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    owner.grant(group, json!({"clients": "view"})).await;
     assert_eq!(fran.get("/api/v1/clients").await.status, 200);
     let r = fran
         .send("POST", "/api/v1/clients", Some(json!({"last_name": "X"})))
@@ -310,15 +281,7 @@ both!(a_new_password_or_deactivation_ends_every_session, |app| {
         .await;
     assert_eq!(r.status, 409, "{}", r.body);
     // Deactivating a user ends their sessions at once.
-    let r = owner
-        .send_with(
-            "PATCH",
-            &format!("/api/v1/users/{fran_id}"),
-            Some(json!({"active": false})),
-            &[("if-match", "*")],
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    owner.deactivate(fran_id).await;
     assert_eq!(fran.get("/api/v1/clients").await.status, 401);
     let r = api
         .send(

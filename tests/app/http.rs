@@ -147,6 +147,87 @@ impl Api {
         }
     }
 
+    /// The same caller asking another server: a router and a ledger of its own over the
+    /// same database.
+    pub async fn on_another_server(&self, app: &TestApp) -> Self {
+        let ledger = keeptrack::ledger::Ledger::start(app.db.clone())
+            .await
+            .unwrap();
+        Self {
+            router: web::router(web::AppState::new(ledger)),
+            ..self.clone()
+        }
+    }
+
+    /// This caller asking the server `other` asks.
+    pub fn served_by(&self, other: &Api) -> Self {
+        Self {
+            router: other.router.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// The server's `/metrics`, as text.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .router
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    /// The value of one unlabelled series of `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
+    /// As an owner: a new security group, which starts with no access, and a user `fran`
+    /// in it. Answers their ids.
+    pub async fn new_group_with_fran(&self, group: &str) -> (i64, i64) {
+        let r = self
+            .send(
+                "POST",
+                "/api/v1/security_groups",
+                Some(json!({"name": group})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        assert_eq!(r.body["permissions"], json!({}));
+        let group_id = r.body["id"].as_i64().unwrap();
+        let fran = json!({"username": "fran", "display_name": "Fran Desk", "initials": "FD",
+                          "security_group": group, "password": PASSWORD});
+        let r = self.send("POST", "/api/v1/users", Some(fran)).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        (group_id, r.body["id"].as_i64().unwrap())
+    }
+
+    /// As an owner: sets a security group's permissions.
+    pub async fn grant(&self, group: i64, permissions: Value) {
+        let path = format!("/api/v1/security_groups/{group}");
+        self.patched(&path, json!({ "permissions": permissions }))
+            .await;
+    }
+
+    /// As an owner: deactivates a user.
+    pub async fn deactivate(&self, user: i64) {
+        self.patched(&format!("/api/v1/users/{user}"), json!({"active": false}))
+            .await;
+    }
+
+    /// Sets the fields given, whatever the version, and expects it done.
+    async fn patched(&self, path: &str, fields: Value) {
+        let r = self
+            .send_with("PATCH", path, Some(fields), &[("if-match", "*")])
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
     pub async fn with_token(&self, username: &str) -> Self {
         let session = self.sign_in(username).await;
         let r = session
@@ -333,6 +414,123 @@ both!(api_tokens_are_shown_once_scoped_and_revocable, |app| {
     assert_eq!(app.latest(1).await[0].act, Action::TokenRevoke);
     assert_eq!(staff.get("/api/v1/clients").await.status, 401);
 });
+
+/// Asks `path` until the answer is `status`, for at most ten seconds: how long another
+/// server takes to hear of a change.
+async fn until_answered(ask: &Api, path: &str, status: u16) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    loop {
+        let r = ask.get(path).await;
+        if r.status == status {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "{path} still answers {} after ten seconds",
+            r.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the server hears PostgreSQL's notices, and so keeps tokens.
+async fn until_hearing(api: &Api) {
+    for _ in 0..500 {
+        if api.metric("keeptrack_access_notices_heard").await == 1.0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the server never heard the database's notices");
+}
+
+both!(
+    a_kept_token_stops_on_every_server_as_soon_as_access_changes,
+    |app| {
+        let postgres = app.url.starts_with("postgres");
+        let api = Api::new(&app);
+        let here = api.with_token("sam").await;
+        let there = here.on_another_server(&app).await;
+        if postgres {
+            until_hearing(&here).await;
+            until_hearing(&there).await;
+        } else {
+            assert_eq!(there.metric("keeptrack_access_notices_heard").await, 0.0);
+        }
+        // The token's own creation was a change the servers hear of; let that notice land.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        for ask in [&here, &there] {
+            for _ in 0..3 {
+                assert_eq!(ask.get("/api/v1/clients").await.status, 200);
+            }
+        }
+        // PostgreSQL: each server looked the token up, then answered from what it kept.
+        for ask in [&here, &there] {
+            let kept = ask.metric("keeptrack_token_requests_kept_total").await;
+            assert!(if postgres { kept >= 1.0 } else { kept == 0.0 }, "{kept}");
+        }
+
+        // Revoked on one server: refused there at once, and on the other once it hears.
+        let id = here.get("/api/v1/session").await.body["token_id"]
+            .as_i64()
+            .unwrap();
+        let r = here
+            .send("DELETE", &format!("/api/v1/tokens/{id}"), None)
+            .await;
+        assert_eq!(r.status, 204);
+        assert_eq!(here.get("/api/v1/clients").await.status, 401);
+        let took = until_answered(&there, "/api/v1/clients", 401).await;
+        assert!(took.as_secs() < 2, "{took:?}");
+
+        // Changed by hand, past every ledger: the database tells both servers.
+        let mary = api.with_token("mary").await;
+        let mary_there = mary.served_by(&there);
+        for ask in [&mary, &mary_there] {
+            assert_eq!(ask.get("/api/v1/clients").await.status, 200);
+            assert_eq!(ask.get("/api/v1/clients").await.status, 200);
+        }
+        crate::helpers::exec(
+            &app.db,
+            "UPDATE users SET active = false WHERE username = 'mary'",
+        )
+        .await;
+        until_answered(&mary, "/api/v1/clients", 401).await;
+        until_answered(&mary_there, "/api/v1/clients", 401).await;
+
+        // A group's permissions changed through this server's ledger apply here at once,
+        // with no notice: the server counts its own ledger's changes.
+        if postgres {
+            for table in ["users", "security_groups"] {
+                let sql = format!("ALTER TABLE {table} DISABLE TRIGGER {table}_access");
+                crate::helpers::exec(&app.db, &sql).await;
+            }
+        }
+        let owner = api.with_token("owner").await;
+        let (group, fran_id) = owner.new_group_with_fran("desk").await;
+        let fran = api.with_token("fran").await;
+        assert_eq!(fran.get("/api/v1/clients").await.status, 403);
+        assert_eq!(fran.get("/api/v1/clients").await.status, 403);
+        owner.grant(group, json!({"clients": "view"})).await;
+        assert_eq!(fran.get("/api/v1/clients").await.status, 200);
+        assert_eq!(fran.get("/api/v1/clients").await.status, 200);
+        owner.deactivate(fran_id).await;
+        assert_eq!(fran.get("/api/v1/clients").await.status, 401);
+
+        // When the notices' connection drops, nothing kept before is trusted again: with
+        // the triggers off, that is the only way this change by hand is seen.
+        if postgres {
+            assert_eq!(owner.get("/api/v1/clients").await.status, 200);
+            let sql = "UPDATE users SET active = false WHERE username = 'owner'";
+            crate::helpers::exec(&app.db, sql).await;
+            assert_eq!(owner.get("/api/v1/clients").await.status, 200, "kept");
+            let sql = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                       WHERE datname = current_database() AND query LIKE 'LISTEN%'";
+            crate::helpers::exec(&app.db, sql).await;
+            until_answered(&owner, "/api/v1/clients", 401).await;
+            until_hearing(&here).await;
+        }
+    }
+);
 
 both!(updates_need_the_current_etag, |app| {
     let api = Api::new(&app).with_token("sam").await;
@@ -676,23 +874,7 @@ both!(readiness_and_metrics, |app| {
         .raw(api.request("GET", "/metrics").body(Body::empty()).unwrap())
         .await;
     assert_eq!(r.status, 200);
-    let text = {
-        let resp = api
-            .router
-            .clone()
-            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        String::from_utf8(
-            resp.into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        )
-        .unwrap()
-    };
+    let text = api.metrics().await;
     assert!(
         text.contains("keeptrack_http_requests_total{method=\"GET\",route=\"/api/v1/clients\",status=\"401\"} 1"),
         "{text}"
