@@ -119,9 +119,17 @@ impl KnownTokens {
         }
     }
 
+    /// Something may have changed, so nothing kept before is trusted; `hearing` says
+    /// whether the notices are heard from now on. The count moves before they are heard
+    /// again and after they stop, so nothing looked up while they were not is trusted.
     fn heard(&self, hearing: bool) {
-        self.hearing.store(hearing, SeqCst);
-        self.notices.fetch_add(1, SeqCst);
+        if hearing {
+            self.notices.fetch_add(1, SeqCst);
+            self.hearing.store(true, SeqCst);
+        } else {
+            self.hearing.store(false, SeqCst);
+            self.notices.fetch_add(1, SeqCst);
+        }
     }
 }
 
