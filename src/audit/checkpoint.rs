@@ -8,7 +8,7 @@ use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::domain::merkle::Hash;
+use crate::domain::{digest::hex, merkle::Hash};
 
 /// The Ed25519 signature type of C2SP signed notes.
 const ALG_ED25519: u8 = 0x01;
@@ -270,10 +270,6 @@ fn parse_body(body: &str) -> Result<Checkpoint, CheckpointError> {
         size,
         root,
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Creates the key pair files: the private key (mode 0600) and `<path>.pub` beside it.

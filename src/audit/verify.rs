@@ -492,7 +492,7 @@ fn finish(
         from,
         recomputed: (entries - from).max(0),
         archived: 0,
-        root: frontier.root().iter().map(|b| format!("{b:02x}")).collect(),
+        root: crate::domain::digest::hex(&frontier.root()),
         findings,
         warnings,
     }

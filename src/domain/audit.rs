@@ -370,10 +370,7 @@ fn is_plain(v: &serde_json::Value) -> bool {
 
 /// Lower-case hex SHA-256 of a text, as notes revisions are named in the log.
 pub fn text_sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::digest::sha256_hex(text)
 }
 
 /// RFC 9162 leaf hash: SHA-256(0x00 || bytes).
@@ -439,7 +436,7 @@ mod tests {
         // RFC 6962 test vector: the hash of the empty leaf.
         let h = leaf_hash(b"");
         assert_eq!(
-            h.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            crate::domain::digest::hex(&h),
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
         );
     }

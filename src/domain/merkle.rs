@@ -558,9 +558,7 @@ mod tests {
     use proptest::prelude::*;
     use std::sync::LazyLock;
 
-    fn hex(h: &[u8]) -> String {
-        h.iter().map(|b| format!("{b:02x}")).collect()
-    }
+    use crate::domain::digest::hex;
 
     fn unhex(s: &str) -> Vec<u8> {
         (0..s.len())

@@ -1,10 +1,11 @@
 //! Pure business rules: records, their fields and validation, diffs, the audit entry,
-//! configurable lists and permissions. No IO, no SQL, no HTTP.
+//! configurable lists, permissions and digests. No IO, no SQL, no HTTP.
 
 pub mod appointment;
 pub mod audit;
 pub mod client;
 pub mod diff;
+pub mod digest;
 pub mod field;
 pub mod invoice;
 pub mod list;

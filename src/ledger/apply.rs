@@ -1456,7 +1456,7 @@ impl Run<'_> {
         lists::seed_defaults(self.tx).await?;
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|e| Error::NotPermitted(format!("no randomness: {e}")))?;
-        let install_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let install_id = crate::domain::digest::hex(&id);
         let origin = format!("keeptrack.{install_id}/audit");
         preferences::set(self.tx, ORIGIN_KEY, &origin).await?;
         Arc::make_mut(&mut self.state.prefs).insert(ORIGIN_KEY.into(), origin.clone());

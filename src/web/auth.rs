@@ -11,7 +11,6 @@ use axum::{
 };
 use base64::Engine;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::{
     ApiError, AppState,
@@ -19,6 +18,7 @@ use super::{
 };
 use crate::domain::{
     audit::Request,
+    digest::sha256_hex,
     field::FieldError,
     lockout,
     permission::{Feature, Grants, Level, Permission},
@@ -181,13 +181,6 @@ impl Caller {
             tracing::warn!(error = %e, "could not record a denial");
         }
     }
-}
-
-fn sha256_hex(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn random_secret(prefix: &str) -> String {

@@ -221,7 +221,7 @@ async fn as_problem(response: Response) -> Response {
 fn new_request_id() -> String {
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).expect("the operating system provides randomness");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::domain::digest::hex(&bytes)
 }
 
 async fn healthz() -> Json<Value> {

@@ -11,7 +11,6 @@ use axum::{
 };
 use base64::Engine;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::{
     ApiError, AppState,
@@ -274,10 +273,7 @@ fn idempotency(
         .ok_or_else(|| {
             ApiError::BadRequest("Idempotency-Key: 1 to 255 visible characters".into())
         })?;
-    let request_hash = Sha256::digest(Value::Object(body.clone()).to_string().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let request_hash = crate::domain::digest::sha256_hex(&Value::Object(body.clone()).to_string());
     Ok(Some(Idempotency {
         key: key.to_owned(),
         request_hash,
