@@ -221,11 +221,8 @@ pub(crate) struct Part {
 /// entries at most, see the writer) from the log itself, each with the entry as `l`.
 /// Clauses and `columns` name a key's table as `{t}`.
 pub(crate) fn parts(clauses: &[String], columns: &str) -> [Part; 2] {
-    let with = |t: &str| {
-        let all: Vec<String> = clauses.iter().map(|c| c.replace("{t}", t)).collect();
-        (columns.replace("{t}", t), all.join(" AND "))
-    };
-    let ((indexed_columns, indexed), (tail_columns, tail)) = (with("k."), with("l."));
+    let ((indexed_columns, indexed), (tail_columns, tail)) =
+        (named("k.", clauses, columns), named("l.", clauses, columns));
     [
         Part {
             select: format!(
@@ -246,15 +243,17 @@ pub(crate) fn parts(clauses: &[String], columns: &str) -> [Part; 2] {
 /// entry is looked up for a key the page does not show. Only where the keys and the log
 /// are read in one snapshot (PostgreSQL); SQLite's keys file may be newer than its log.
 pub(crate) fn keys_only(clauses: &[String], columns: &str) -> Part {
-    let all: Vec<String> = clauses.iter().map(|c| c.replace("{t}", "k.")).collect();
+    let (columns, clauses) = named("k.", clauses, columns);
     Part {
-        select: format!(
-            "SELECT {} FROM audit_keys k WHERE {}",
-            columns.replace("{t}", "k."),
-            all.join(" AND ")
-        ),
+        select: format!("SELECT {columns} FROM audit_keys k WHERE {clauses}"),
         newest_first: "k.ts DESC, k.idx DESC",
     }
+}
+
+/// `columns`, and `clauses` joined by AND, with `{t}` naming the table as `t`.
+fn named(t: &str, clauses: &[String], columns: &str) -> (String, String) {
+    let all: Vec<String> = clauses.iter().map(|c| c.replace("{t}", t)).collect();
+    (columns.replace("{t}", t), all.join(" AND "))
 }
 
 /// The entries whose bodies are still in the log: archive runs cut it from its start, one
