@@ -1273,10 +1273,20 @@ impl LimitDb {
                 }
                 Workload::W3 => {
                     let id = *rng.pick(&s.clients);
-                    let rows: Vec<(i64, i64, Vec<u8>)> = on_pool!(self, p => sqlx::query_as(
-                        "SELECT l.idx, l.ts, l.entry FROM audit_keys k \
-                         JOIN audit_log l ON l.idx = k.idx WHERE k.record_type = $1 \
-                         AND k.record_id = $2 ORDER BY k.ts DESC, k.idx DESC LIMIT $3")
+                    // Where each database keeps its record index (PostgreSQL's migration
+                    // 0015).
+                    let sql = match s.backend {
+                        Backend::Sqlite => {
+                            "SELECT l.idx, l.ts, l.entry FROM audit_keys k \
+                             JOIN audit_log l ON l.idx = k.idx WHERE k.record_type = $1 \
+                             AND k.record_id = $2 ORDER BY k.ts DESC, k.idx DESC LIMIT $3"
+                        }
+                        Backend::Postgres => {
+                            "SELECT idx, ts, entry FROM audit_log WHERE record_type = $1 \
+                             AND record_id = $2 ORDER BY ts DESC, idx DESC LIMIT $3"
+                        }
+                    };
+                    let rows: Vec<(i64, i64, Vec<u8>)> = on_pool!(self, p => sqlx::query_as(sql)
                         .bind(RecordKind::Client.as_str())
                         .bind(id)
                         .bind(k.history_limit + 1)

@@ -5,7 +5,9 @@ use std::sync::LazyLock;
 
 use serde::Serialize;
 
-use super::{CellKind, Db, Result, Run, SqlValue, WriteTx, on_conn, statement, statement::lists};
+use super::{
+    Backend, CellKind, Db, Result, Run, SqlValue, WriteTx, on_conn, statement, statement::lists,
+};
 
 /// What the ledger appends: the bytes, their leaf hash, and the columns queries use.
 #[derive(Clone, Debug)]
@@ -180,11 +182,18 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
     values.push(SqlValue::Int(Some(f.limit)));
     // Archived entries keep their row but not their body: they are in archive files.
     clauses.push("length(l.entry) > 0".to_owned());
-    let sql = newest_first(
-        &clauses,
-        &format!("${}", values.len()),
-        "l.idx, l.ts, l.entry",
-    );
+    let (limit, columns) = (format!("${}", values.len()), "l.idx, l.ts, l.entry");
+    let sql = if db.backend() == Backend::Postgres && f.record_type.is_some() {
+        // PostgreSQL's record index is on the log itself (migration 0015), and covers
+        // every committed entry: no keys, no tail.
+        let (columns, clauses) = named("l.", &clauses, columns);
+        format!(
+            "SELECT {columns} FROM audit_log l WHERE {clauses} \
+             ORDER BY l.ts DESC, l.idx DESC LIMIT {limit}"
+        )
+    } else {
+        newest_first(&clauses, &limit, columns)
+    };
     let mut conn = db.reader().await?;
     let rows: Vec<(i64, i64, Vec<u8>)> = statement(sql)
         .bind_all(values)
@@ -238,29 +247,11 @@ pub(crate) fn parts(clauses: &[String], columns: &str) -> [Part; 2] {
     ]
 }
 
-/// The part of [`parts`] already in `audit_keys`, read from the keys alone: clauses and
-/// `columns` name only `{t}`, and [`UNARCHIVED`] stands for the body check, so that no
-/// entry is looked up for a key the page does not show. Only where the keys and the log
-/// are read in one snapshot (PostgreSQL); SQLite's keys file may be newer than its log.
-pub(crate) fn keys_only(clauses: &[String], columns: &str) -> Part {
-    let (columns, clauses) = named("k.", clauses, columns);
-    Part {
-        select: format!("SELECT {columns} FROM audit_keys k WHERE {clauses}"),
-        newest_first: "k.ts DESC, k.idx DESC",
-    }
-}
-
 /// `columns`, and `clauses` joined by AND, with `{t}` naming the table as `t`.
 fn named(t: &str, clauses: &[String], columns: &str) -> (String, String) {
     let all: Vec<String> = clauses.iter().map(|c| c.replace("{t}", t)).collect();
     (columns.replace("{t}", t), all.join(" AND "))
 }
-
-/// The entries whose bodies are still in the log: archive runs cut it from its start, one
-/// after another, each from where the last ended (see the ledger's archive), and the
-/// guard trigger lets no body go outside them.
-pub(crate) const UNARCHIVED: &str =
-    "{t}idx >= (SELECT COALESCE(MAX(to_idx), 0) FROM audit_archive)";
 
 /// The index of the last entry whose keys are in `audit_keys` (-1 for none): keys are
 /// added in index order without gaps, so everything after it is the unindexed tail.

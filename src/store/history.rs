@@ -48,87 +48,97 @@ pub enum Shown {
     Text { text: String, before: String },
 }
 
-/// One statement, since on PostgreSQL each read would be a round trip of its own and a
-/// history page is read far more often than anything is written. First the keys of the
-/// page: the sources merged in history's order (`audit::history::Item::key`). Then what
-/// is shown, for those rows only. A revision's text is read only when it has no stored
-/// change, and then with the text before it (numbers run without gaps) to compare with.
-/// The typed NULLs let both databases match the columns.
-fn sql(backend: Backend) -> String {
-    let mut clauses = vec![
-        "{t}record_type = $1".to_owned(),
-        "{t}record_id = $2".to_owned(),
-        "({t}ts < $3 OR ({t}ts = $3 AND {t}idx < $4))".to_owned(),
-    ];
-    let columns = "CAST(2 AS BIGINT) AS src, {t}ts AS ts, {t}idx AS idx";
-    let [indexed, tail] = audit_log::parts(
-        &[clauses.clone(), vec!["length(l.entry) > 0".to_owned()]].concat(),
-        columns,
-    );
-    // The entries a page shows are looked up once, for their bodies: on PostgreSQL the
-    // keys alone say which are not archived, where looking each up twice cost a fifth of
-    // the statement.
-    clauses.push(audit_log::UNARCHIVED.to_owned());
-    let keys_only = audit_log::keys_only(&clauses, columns);
-    let bounded = |select: &str, order: &str, name: &str| {
-        format!("SELECT * FROM ({select} ORDER BY {order} LIMIT $9) AS {name}")
-    };
-    let status_notes = "SELECT CAST(1 AS BIGINT), ts, id FROM status_notes \
-        WHERE record_type = $1 AND record_id = $2 AND (ts < $5 OR (ts = $5 AND id < $6))";
-    // Revisions come in time order by number (the log's time never runs backwards), but
-    // their index is by number, which no database can take for time: each reads its page.
-    let revisions = bounded(
-        "SELECT CAST(0 AS BIGINT), ts, revision FROM note_revisions \
-         WHERE record_type = $1 AND record_id = $2 AND (ts < $7 OR (ts = $7 AND revision < $8))",
-        "revision DESC",
-        "r",
-    );
-    let keys = match backend {
-        // SQLite merges the other sources as they come off their indexes, in time order,
-        // and stops reading each where the page is full; an order and a limit of their
-        // own would have it read and sort a page of each first.
-        Backend::Sqlite => [
-            indexed.select,
-            tail.select,
-            status_notes.to_owned(),
-            revisions,
-        ],
-        // PostgreSQL's planner would sort all of a record's rows rather than merge them
-        // when it takes the record to have few, so each source is bounded by the page.
-        Backend::Postgres => [
-            bounded(&keys_only.select, keys_only.newest_first, "k"),
-            bounded(&tail.select, tail.newest_first, "t"),
-            bounded(status_notes, "ts DESC, id DESC", "s"),
-            revisions,
-        ],
-    }
-    .join(" UNION ALL ");
-    format!(
-        "WITH shown AS ({keys} ORDER BY ts DESC, src DESC, idx DESC LIMIT $9) \
-SELECT shown.src, shown.ts, shown.idx, l.entry, CAST(NULL AS TEXT) AS who_kind, \
-    CAST(NULL AS BIGINT) AS who_id, CAST(NULL AS TEXT) AS initials, \
-    CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS body, \
-    CAST(NULL AS BIGINT) AS audit_idx, CAST(NULL AS TEXT) AS change, \
-    CAST(NULL AS TEXT) AS before \
-  FROM shown JOIN audit_log l ON l.idx = shown.idx WHERE shown.src = 2 \
-UNION ALL SELECT shown.src, shown.ts, shown.idx, CAST(NULL AS BYTEA), n.actor_kind, \
-    n.actor_id, n.actor_initials, CAST(NULL AS TEXT), n.body, n.audit_idx, \
-    CAST(NULL AS TEXT), CAST(NULL AS TEXT) \
-  FROM shown JOIN status_notes n ON n.id = shown.idx WHERE shown.src = 1 \
-UNION ALL SELECT shown.src, shown.ts, shown.idx, CAST(NULL AS BYTEA), v.author_kind, \
-    v.author_id, v.author_initials, v.author_name, \
-    CASE WHEN v.change IS NULL THEN v.body END, CAST(NULL AS BIGINT), v.change, \
+/// The clauses that find a record's entries before the page's bound; `{t}` names the
+/// table holding their keys, `l` the log.
+const ENTRIES: [&str; 4] = [
+    "{t}record_type = $1",
+    "{t}record_id = $2",
+    "({t}ts < $3 OR ({t}ts = $3 AND {t}idx < $4))",
+    // Archived entries keep their row but not their body.
+    "length(l.entry) > 0",
+];
+
+/// Status notes before the page's bound.
+const STATUS_NOTES: &str = "FROM status_notes n WHERE n.record_type = $1 AND n.record_id = $2 \
+    AND (n.ts < $5 OR (n.ts = $5 AND n.id < $6))";
+
+/// Revisions before the page's bound. They come in time order by number (the log's time
+/// never runs backwards), but their index is by number, which no database can take for
+/// time: each reads its page.
+const REVISIONS: &str = "FROM note_revisions v WHERE v.record_type = $1 AND v.record_id = $2 \
+    AND (v.ts < $7 OR (v.ts = $7 AND v.revision < $8)) ORDER BY v.revision DESC LIMIT $9";
+
+/// What history shows of a status note and of a revision, in the columns of [`Row`]. A
+/// revision's text is read only when it has no stored change, and then with the text
+/// before it (numbers run without gaps) to compare with. The typed NULLs let both
+/// databases match the columns.
+const STATUS_NOTE_SHOWN: &str = "CAST(NULL AS BYTEA), n.actor_kind, n.actor_id, \
+    n.actor_initials, CAST(NULL AS TEXT), n.body, n.audit_idx, CAST(NULL AS TEXT), \
+    CAST(NULL AS TEXT)";
+const REVISION_SHOWN: &str = "CAST(NULL AS BYTEA), v.author_kind, v.author_id, \
+    v.author_initials, v.author_name, CASE WHEN v.change IS NULL THEN v.body END, \
+    CAST(NULL AS BIGINT), v.change, \
     CASE WHEN v.change IS NULL THEN (SELECT p.body FROM note_revisions p \
       WHERE p.record_type = $1 AND p.record_id = $2 AND p.revision = v.revision - 1 \
-        AND p.change IS NULL) END \
-  FROM shown JOIN note_revisions v ON v.record_type = $1 AND v.record_id = $2 \
-    AND v.revision = shown.idx \
-  WHERE shown.src = 0",
+        AND p.change IS NULL) END";
+const ENTRY_NOT_SHOWN: &str = "CAST(NULL AS TEXT) AS who_kind, CAST(NULL AS BIGINT) AS who_id, \
+    CAST(NULL AS TEXT) AS initials, CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS body, \
+    CAST(NULL AS BIGINT) AS audit_idx, CAST(NULL AS TEXT) AS change, \
+    CAST(NULL AS TEXT) AS before";
+
+/// One statement, since on PostgreSQL each read would be a round trip of its own and a
+/// history page is read far more often than anything is written: the sources merged in
+/// history's order (`audit::history::Item::key`).
+///
+/// SQLite's record index is in the keys' file (`key_file`), so it takes the keys of the
+/// page first and then reads what is shown for those rows only. It merges the sources as
+/// they come off their indexes, in time order, and stops reading each where the page is
+/// full; an order and a limit of their own would have it read and sort a page of each
+/// first.
+fn sqlite() -> String {
+    let clauses = ENTRIES.map(str::to_owned);
+    let [indexed, tail] = audit_log::parts(
+        &clauses,
+        "CAST(2 AS BIGINT) AS src, {t}ts AS ts, {t}idx AS idx",
+    );
+    let (indexed, tail) = (indexed.select, tail.select);
+    format!(
+        "WITH shown AS ({indexed} UNION ALL {tail} \
+           UNION ALL SELECT CAST(1 AS BIGINT), n.ts, n.id {STATUS_NOTES} \
+           UNION ALL SELECT * FROM (SELECT CAST(0 AS BIGINT), v.ts, v.revision {REVISIONS}) AS r \
+         ORDER BY ts DESC, src DESC, idx DESC LIMIT $9) \
+         SELECT shown.src, shown.ts, shown.idx, l.entry, {ENTRY_NOT_SHOWN} \
+           FROM shown JOIN audit_log l ON l.idx = shown.idx WHERE shown.src = 2 \
+         UNION ALL SELECT shown.src, shown.ts, shown.idx, {STATUS_NOTE_SHOWN} \
+           FROM shown JOIN status_notes n ON n.id = shown.idx WHERE shown.src = 1 \
+         UNION ALL SELECT shown.src, shown.ts, shown.idx, {REVISION_SHOWN} \
+           FROM shown JOIN note_revisions v ON v.record_type = $1 AND v.record_id = $2 \
+             AND v.revision = shown.idx WHERE shown.src = 0"
     )
 }
 
-static SQLITE: LazyLock<String> = LazyLock::new(|| sql(Backend::Sqlite));
-static POSTGRES: LazyLock<String> = LazyLock::new(|| sql(Backend::Postgres));
+/// PostgreSQL's record index is on the log itself (migration 0015), so each source's
+/// page comes off its index with what it shows, from rows the page reads anyway: looking
+/// the shown rows up again cost one descent per entry, and the revisions' lookup was
+/// left to the planner, which at times read every revision of the record for each one
+/// shown. Its planner would also sort all of a record's rows rather than merge them when
+/// it takes the record to have few, so each source is bounded by the page.
+fn postgres() -> String {
+    let clauses = ENTRIES.join(" AND ").replace("{t}", "l.");
+    format!(
+        "SELECT * FROM (SELECT CAST(2 AS BIGINT) AS src, l.ts AS ts, l.idx AS idx, l.entry, \
+           {ENTRY_NOT_SHOWN} FROM audit_log l WHERE {clauses} \
+           ORDER BY l.ts DESC, l.idx DESC LIMIT $9) AS e \
+         UNION ALL SELECT * FROM (SELECT CAST(1 AS BIGINT), n.ts, n.id, {STATUS_NOTE_SHOWN} \
+           {STATUS_NOTES} ORDER BY n.ts DESC, n.id DESC LIMIT $9) AS s \
+         UNION ALL SELECT * FROM (SELECT CAST(0 AS BIGINT), v.ts, v.revision, \
+           {REVISION_SHOWN} {REVISIONS}) AS r \
+         ORDER BY ts DESC, src DESC, idx DESC LIMIT $9"
+    )
+}
+
+static SQLITE: LazyLock<String> = LazyLock::new(sqlite);
+static POSTGRES: LazyLock<String> = LazyLock::new(postgres);
 
 type Row = (
     i64,
