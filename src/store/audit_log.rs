@@ -184,12 +184,10 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
     clauses.push("length(l.entry) > 0".to_owned());
     let (limit, columns) = (format!("${}", values.len()), "l.idx, l.ts, l.entry");
     let sql = if db.backend() == Backend::Postgres && f.record_type.is_some() {
-        // PostgreSQL's record index is on the log itself (migration 0015), and covers
-        // every committed entry: no keys, no tail.
-        let (columns, clauses) = named("l.", &clauses, columns);
+        let on_log = on_the_log(&clauses, columns);
         format!(
-            "SELECT {columns} FROM audit_log l WHERE {clauses} \
-             ORDER BY l.ts DESC, l.idx DESC LIMIT {limit}"
+            "{} ORDER BY {} LIMIT {limit}",
+            on_log.select, on_log.newest_first
         )
     } else {
         newest_first(&clauses, &limit, columns)
@@ -245,6 +243,17 @@ pub(crate) fn parts(clauses: &[String], columns: &str) -> [Part; 2] {
             newest_first: "l.ts DESC, l.idx DESC",
         },
     ]
+}
+
+/// A search by record on PostgreSQL, whose record index is on the log itself (migration
+/// 0015) and covers every committed entry: no keys, no tail. Clauses and `columns` name
+/// the table as `{t}`.
+pub(crate) fn on_the_log(clauses: &[String], columns: &str) -> Part {
+    let (columns, clauses) = named("l.", clauses, columns);
+    Part {
+        select: format!("SELECT {columns} FROM audit_log l WHERE {clauses}"),
+        newest_first: "l.ts DESC, l.idx DESC",
+    }
 }
 
 /// `columns`, and `clauses` joined by AND, with `{t}` naming the table as `t`.

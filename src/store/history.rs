@@ -81,6 +81,7 @@ const REVISION_SHOWN: &str = "CAST(NULL AS BYTEA), v.author_kind, v.author_id, \
     CASE WHEN v.change IS NULL THEN (SELECT p.body FROM note_revisions p \
       WHERE p.record_type = $1 AND p.record_id = $2 AND p.revision = v.revision - 1 \
         AND p.change IS NULL) END";
+/// An entry's row has none of the other sources' columns.
 const ENTRY_NOT_SHOWN: &str = "CAST(NULL AS TEXT) AS who_kind, CAST(NULL AS BIGINT) AS who_id, \
     CAST(NULL AS TEXT) AS initials, CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS body, \
     CAST(NULL AS BIGINT) AS audit_idx, CAST(NULL AS TEXT) AS change, \
@@ -124,11 +125,15 @@ fn sqlite() -> String {
 /// shown. Its planner would also sort all of a record's rows rather than merge them when
 /// it takes the record to have few, so each source is bounded by the page.
 fn postgres() -> String {
-    let clauses = ENTRIES.join(" AND ").replace("{t}", "l.");
+    let entries = audit_log::on_the_log(
+        &ENTRIES.map(str::to_owned),
+        &format!(
+            "CAST(2 AS BIGINT) AS src, {{t}}ts AS ts, {{t}}idx AS idx, {{t}}entry, {ENTRY_NOT_SHOWN}"
+        ),
+    );
+    let (entries, newest_first) = (entries.select, entries.newest_first);
     format!(
-        "SELECT * FROM (SELECT CAST(2 AS BIGINT) AS src, l.ts AS ts, l.idx AS idx, l.entry, \
-           {ENTRY_NOT_SHOWN} FROM audit_log l WHERE {clauses} \
-           ORDER BY l.ts DESC, l.idx DESC LIMIT $9) AS e \
+        "SELECT * FROM ({entries} ORDER BY {newest_first} LIMIT $9) AS e \
          UNION ALL SELECT * FROM (SELECT CAST(1 AS BIGINT), n.ts, n.id, {STATUS_NOTE_SHOWN} \
            {STATUS_NOTES} ORDER BY n.ts DESC, n.id DESC LIMIT $9) AS s \
          UNION ALL SELECT * FROM (SELECT CAST(0 AS BIGINT), v.ts, v.revision, \
