@@ -1124,3 +1124,28 @@ pub(crate) enum CellKind {
 pub(crate) fn trusted(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
 }
+
+#[cfg(test)]
+mod tests {
+    /// `.cargo/config.toml` compiles SQLite with a page cache per connection and no
+    /// allocation count; a build that lost those flags (say, one run with its own
+    /// `LIBSQLITE3_FLAGS`) would still work, only slower under concurrent connections.
+    #[test]
+    fn sqlite_is_built_with_a_page_cache_per_connection() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let mut options = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = options
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+}
