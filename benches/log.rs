@@ -1,9 +1,11 @@
 //! Verifiable-log benchmarks (issue 4): what the Merkle tree costs a write, how fast
-//! `audit verify` reads a million entries, and how long `audit prove` takes among them.
+//! `audit verify` reads a million entries, how long `audit prove` takes among them, and
+//! what an entry's canonical bytes cost the writer.
 //!
 //! Run with `cargo bench --bench log`. Bench 1 runs on SQLite, and on PostgreSQL too when
 //! `KEEPTRACK_TEST_DATABASE_URL` names an admin URL (a fresh `kt_bench_*` database is
-//! created and dropped); benches 2 and 3 run on SQLite, as the issue asks.
+//! created and dropped); benches 2 and 3 run on SQLite, as the issue asks; bench 4 needs
+//! no database.
 //!
 //! The machine is small, shared and noisy, so every figure is printed next to a baseline
 //! measured in the same process run: the ratio is the result. See docs/PERFORMANCE.md.
@@ -39,7 +41,7 @@ use support::{
 
 /// Every knob is an environment variable; see docs/PERFORMANCE.md.
 struct Knobs {
-    /// Benchmarks to run: any of 1, 2, 3 (`KT_BENCH_ONLY=2,3`).
+    /// Benchmarks to run: any of 1, 2, 3, 4 (`KT_BENCH_ONLY=2,3`).
     only: Vec<u8>,
     /// Bench 1: timed updates per mode (with and without the tree), in `rounds`.
     writes: usize,
@@ -65,13 +67,13 @@ fn knob<T: FromStr>(name: &str, default: T) -> Result<T> {
 
 impl Knobs {
     fn from_env() -> Result<Self> {
-        let only: String = knob("KT_BENCH_ONLY", "1,2,3".to_owned())?;
+        let only: String = knob("KT_BENCH_ONLY", "1,2,3,4".to_owned())?;
         Ok(Self {
             only: only
                 .split(',')
                 .map(|s| s.trim().parse())
                 .collect::<Result<_, _>>()
-                .context("KT_BENCH_ONLY takes numbers: 1,2,3")?,
+                .context("KT_BENCH_ONLY takes numbers: 1,2,3,4")?,
             writes: knob("KT_TREE_WRITES", 2000)?,
             rounds: knob("KT_TREE_ROUNDS", 20)?,
             entries: knob("KT_LOG_ENTRIES", 1_000_000)?,
@@ -483,6 +485,77 @@ async fn big_log(k: &Knobs) -> Result<()> {
     Ok(())
 }
 
+/// Bench 4: the canonical bytes of a W1 entry (an email changed over HTTP, with its
+/// reason and request) as the writer makes them for every audited change, against the
+/// RFC 8785 canonicaliser on the same entry, in alternating rounds; each with its leaf
+/// hash, as the writer does.
+fn entry_bytes() -> Result<()> {
+    use keeptrack::domain::{audit::*, diff::Change};
+    let entry = Entry {
+        act: Action::Update,
+        actor: Actor {
+            id: Some(7),
+            initials: "MKH".into(),
+            kind: ActorKind::User,
+            name: "Mary K Hill".into(),
+        },
+        auth: None,
+        cat: Category::Clients,
+        comm: None,
+        diff: vec![Change {
+            field: "email".into(),
+            new: json!("c4242.w1.124@example.com"),
+            old: json!("c4242.w1.123@example.com"),
+        }],
+        i: 123_456,
+        log: "keeptrack.bench/0123456789abcdef".into(),
+        note: None,
+        reason: Some("bench".into()),
+        rec: Some(RecordRef {
+            id: 4242,
+            label: "Client #4242 Jane Smith".into(),
+            kind: "client".into(),
+        }),
+        req: Some(Request {
+            id: Some("0f8e4b0c-1234-4abc-9def-0123456789ab".into()),
+            ip: Some("127.0.0.1".into()),
+            ua: Some("kt-bench/1".into()),
+        }),
+        sec: None,
+        snap: None,
+        ts: 1_764_000_000_000_000,
+        v: SCHEMA_VERSION,
+    };
+    let baseline = serde_json_canonicalizer::to_vec(&entry)?;
+    ensure!(
+        entry.to_canonical_bytes() == baseline,
+        "the writer's bytes differ from RFC 8785's"
+    );
+    let (n, mut direct, mut general) = (50_000u32, Duration::ZERO, Duration::ZERO);
+    let mut sink = 0u8;
+    for _ in 0..10 {
+        let t = Instant::now();
+        for _ in 0..n {
+            sink ^= leaf_hash(&entry.to_canonical_bytes())[0];
+        }
+        direct += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..n {
+            sink ^= leaf_hash(&serde_json_canonicalizer::to_vec(&entry)?)[0];
+        }
+        general += t.elapsed();
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1e9 / f64::from(n * 10);
+    println!(
+        "\n[entry bytes] a W1 entry with its leaf hash: as the writer makes it {:.0} ns, \
+         the RFC 8785 canonicaliser {:.0} ns: {:.1}× faster ({sink:02x})",
+        per(direct),
+        per(general),
+        general.as_secs_f64() / direct.as_secs_f64()
+    );
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let k = Knobs::from_env()?;
@@ -502,6 +575,9 @@ async fn main() -> Result<()> {
     }
     if k.only.contains(&2) || k.only.contains(&3) {
         big_log(&k).await?;
+    }
+    if k.only.contains(&4) {
+        entry_bytes()?;
     }
     println!("\nwall time: {:.0} s", started.elapsed().as_secs_f64());
     Ok(())

@@ -522,7 +522,7 @@ impl Reader<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::cell::Cell;
 
     use proptest::prelude::*;
@@ -1207,7 +1207,9 @@ mod tests {
         )
     }
 
-    fn entry() -> impl Strategy<Value = Entry> {
+    /// Any entry the ledger writes with plain numbers and keys (shared with
+    /// `domain::audit`'s test of the writer's bytes).
+    pub(crate) fn entry() -> impl Strategy<Value = Entry> {
         let head = (
             any::<u32>(),
             word(),

@@ -8,12 +8,14 @@ use super::record::{Fields, RecordKind};
 /// What a secret field's values are shown as in the log.
 pub const HIDDEN: &str = "(hidden)";
 
+/// Fields in the order of their keys, as an entry's canonical bytes have them (see
+/// `Entry::to_canonical_bytes`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     #[serde(rename = "f")]
     pub field: String,
-    pub old: Value,
     pub new: Value,
+    pub old: Value,
 }
 
 /// The changes from `before` to `after`, in field-table order; empty when nothing changed.
