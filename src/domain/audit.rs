@@ -332,9 +332,9 @@ impl Entry {
     ///
     /// The writer builds one for every audited change. With its structs' fields declared
     /// in key order and every number and key plain (see `is_plain`), serde_json writing
-    /// the entry itself gives RFC 8785's bytes, about four times faster than building a
-    /// `Value` to sort first (0.75 against 3.2 µs for a W1 entry with its hash);
-    /// anything else takes the general path.
+    /// the entry itself gives RFC 8785's bytes, several times faster than building a
+    /// `Value` to sort first (bench 4 of benches/log.rs); anything else takes the
+    /// general path.
     pub fn to_canonical_bytes(&self) -> Vec<u8> {
         if self.is_plain()
             && let Ok(bytes) = serde_json::to_vec(self)
