@@ -1273,13 +1273,19 @@ impl LimitDb {
                 }
                 Workload::W3 => {
                     let id = *rng.pick(&s.clients);
-                    // Where each database keeps its record index (PostgreSQL's migration
-                    // 0015).
+                    // How each database finds a record's entries: SQLite walks the
+                    // record's chain from the head on its row (migration 15), PostgreSQL
+                    // reads its index by record on the log (0015).
                     let sql = match s.backend {
                         Backend::Sqlite => {
-                            "SELECT l.idx, l.ts, l.entry FROM audit_keys k \
-                             JOIN audit_log l ON l.idx = k.idx WHERE k.record_type = $1 \
-                             AND k.record_id = $2 ORDER BY k.ts DESC, k.idx DESC LIMIT $3"
+                            "WITH RECURSIVE chain (idx, prev) AS ( \
+                               SELECT l.idx, l.prev_idx FROM clients c \
+                                 JOIN audit_log l ON l.idx = c.audit_head \
+                                 WHERE $1 = 'client' AND c.id = $2 \
+                               UNION ALL SELECT l.idx, l.prev_idx FROM chain \
+                                 JOIN audit_log l ON l.idx = chain.prev) \
+                             SELECT l.idx, l.ts, l.entry FROM (SELECT idx FROM chain LIMIT $3) \
+                               AS c JOIN audit_log l ON l.idx = c.idx"
                         }
                         Backend::Postgres => {
                             "SELECT idx, ts, entry FROM audit_log WHERE record_type = $1 \
@@ -1324,7 +1330,7 @@ impl LimitDb {
                 Workload::W2 | Workload::W2Save => {
                     "INSERT INTO note_revisions (one-row autocommit)"
                 }
-                Workload::W3 => "SELECT a client's audit entries (record index)",
+                Workload::W3 => "SELECT a client's audit entries (chain / record index)",
                 Workload::W4 => "SELECT an actor's 7-day window (actor index)",
             },
         })

@@ -26,6 +26,9 @@ GRANT SELECT, INSERT, DELETE ON sign_in_failures TO keeptrack_app;
 GRANT SELECT, INSERT ON audit_log, audit_keys, audit_tree, checkpoints, status_notes,
     note_revisions, audit_archive TO keeptrack_app;
 GRANT SELECT, UPDATE ON log_head TO keeptrack_app;
+-- Each record's newest entry, where history starts: moved with every append (`audit
+-- verify` recomputes every head and link from the entries).
+GRANT SELECT, INSERT, UPDATE ON audit_heads TO keeptrack_app;
 -- Archiving (`audit archive`, `audit.retention_days`) empties an entry's body, which the
 -- guard trigger allows only inside a recorded run. Leave this out to forbid archiving.
 GRANT UPDATE (entry) ON audit_log TO keeptrack_app;

@@ -32,6 +32,8 @@ struct BackfillRow {
     ts: i64,
     actor_id: i64,
     record_id: i64,
+    /// The client's previous entry: its link in the record chain.
+    prev: Option<i64>,
     bytes: Vec<u8>,
     hash: [u8; 32],
 }
@@ -83,6 +85,14 @@ pub async fn backfill_backdated_entries(
                 .await?
         }
     };
+    // Each client's newest entry, to link the next one to, as the ledger does.
+    let heads_sql = "SELECT record_id, head FROM audit_heads WHERE record_type = 'client'";
+    let mut heads: HashMap<i64, i64> = match db {
+        Db::Sqlite(p, _) => sqlx::query_as(heads_sql).fetch_all(p).await?,
+        Db::Postgres(p) => sqlx::query_as(heads_sql).fetch_all(p).await?,
+    }
+    .into_iter()
+    .collect();
     let (lo, hi) = span;
     let step = ((hi - lo) / n.max(1) as i64).max(1);
     let started = Instant::now();
@@ -152,6 +162,7 @@ pub async fn backfill_backdated_entries(
                 ts: entry.ts,
                 actor_id: user.id,
                 record_id: *client,
+                prev: heads.insert(*client, idx),
                 bytes,
                 hash,
             });
@@ -206,8 +217,8 @@ macro_rules! backfill_statements {
         for chunk in $rows.chunks(1000) {
             let sql = format!(
                 "INSERT INTO audit_log (idx, ts, category, action, actor_kind, actor_id, \
-                 record_type, record_id, entry, leaf_hash) VALUES {}",
-                placeholders(chunk.len(), 10, $numbered)
+                 record_type, record_id, entry, leaf_hash, prev_idx) VALUES {}",
+                placeholders(chunk.len(), 11, $numbered)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for r in chunk {
@@ -221,10 +232,24 @@ macro_rules! backfill_statements {
                     .bind(RecordKind::Client.as_str())
                     .bind(r.record_id)
                     .bind(r.bytes.as_slice())
-                    .bind(r.hash.as_slice());
+                    .bind(r.hash.as_slice())
+                    .bind(r.prev);
             }
             q.execute(&mut *$tx).await?;
         }
+        // The clients' heads, as the ledger moves them with its entries: on SQLite a
+        // column of the client's row, on PostgreSQL a table of heads.
+        let heads = if $numbered {
+            "INSERT INTO audit_heads (record_type, record_id, head) \
+             SELECT record_type, record_id, MAX(idx) FROM audit_log WHERE idx >= $1 \
+             GROUP BY record_type, record_id \
+             ON CONFLICT (record_type, record_id) DO UPDATE SET head = excluded.head"
+        } else {
+            "UPDATE clients SET audit_head = n.head FROM (SELECT record_id, MAX(idx) AS head \
+             FROM audit_log WHERE idx >= $1 GROUP BY record_id) AS n \
+             WHERE clients.id = n.record_id"
+        };
+        sqlx::query(heads).bind($first).execute(&mut *$tx).await?;
         // The keys queries use, as the writer would copy them a few hundred at a time.
         sqlx::query(
             "INSERT INTO audit_keys (idx, ts, category, action, actor_id, record_type, \

@@ -13,6 +13,7 @@ pub mod archive;
 pub mod checkpoint;
 pub mod export;
 pub mod history;
+mod links;
 pub mod proof;
 pub mod scan;
 pub mod verify;

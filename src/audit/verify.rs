@@ -1,12 +1,14 @@
 //! `audit verify`: recomputes the log from its stored bytes and names the first damage.
 //! Leaves from the bytes, the tree from the leaves, the head from the tree; the indexed
-//! columns against the bytes; indices gapless; the guard rails in place.
+//! columns against the bytes, the record chains against the columns; indices gapless;
+//! the guard rails in place.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::checkpoint::{Checkpoint, Verifier};
+use super::links::Links;
 use super::scan::{self, Facts};
 use crate::domain::{
     audit::{Action, Entry, leaf_hash},
@@ -180,6 +182,7 @@ pub async fn verify_from(
     let from_idx = expected;
     let archived_below = archive_bound(db, head_size, &mut findings).await?;
     let mut archived = 0;
+    let mut links = Links::new(expected);
     let mut find = |damage, index: Option<i64>, detail: String| {
         findings.push(Finding {
             damage,
@@ -296,6 +299,14 @@ pub async fn verify_from(
                     }
                 }
             }
+            let record = checked.record.as_ref().map(|(k, i)| (k.as_str(), *i));
+            if let Some(wrong) = links.check(idx, record, checked.prev) {
+                find(
+                    Damage::Edited,
+                    Some(idx),
+                    format!("its record link: {wrong}"),
+                );
+            }
             // Level 0 is the stored leaf hash, checked above.
             for (level, index, hash) in frontier.push(leaf).into_iter().filter(|n| n.0 > 0) {
                 match stored.get(level, index) {
@@ -345,6 +356,18 @@ pub async fn verify_from(
             None,
             "the head's root is not the root of the stored entries".into(),
         );
+    }
+    // History walks the record chains: a wrong link or head would hide entries from it.
+    let targets: Vec<i64> = links.before().map(|(_, prev)| prev).collect();
+    for (idx, wrong) in links.foreign(&audit_log::records_of(db, &targets).await?) {
+        find(
+            Damage::Edited,
+            Some(idx),
+            format!("its record link: {wrong}"),
+        );
+    }
+    for wrong in links.heads(&audit_log::heads(db).await?, expected) {
+        find(Damage::Edited, None, wrong);
     }
     // The query keys are copies of the columns checked above: a missing or changed one
     // would hide its entry from queries, or show it where its bytes do not say.
@@ -634,6 +657,9 @@ struct Checked {
     canonical: bool,
     /// The first indexed column that differs from the bytes.
     column: Option<&'static str>,
+    /// The record its columns name, and its link to that record's previous entry.
+    record: Option<(String, i64)>,
+    prev: Option<i64>,
 }
 
 /// What the walk in order needs of an entry.
@@ -656,6 +682,8 @@ fn check(row: RowRef<'_>) -> Checked {
             entry: Err(String::new()),
             canonical: true,
             column: None,
+            record: record_of(&row),
+            prev: row.prev_idx,
         };
     }
     let leaf = leaf_hash(row.bytes);
@@ -690,7 +718,13 @@ fn check(row: RowRef<'_>) -> Checked {
         entry,
         canonical,
         column,
+        record: record_of(&row),
+        prev: row.prev_idx,
     }
+}
+
+fn record_of(row: &RowRef<'_>) -> Option<(String, i64)> {
+    row.record_type.map(str::to_owned).zip(row.record_id)
 }
 
 impl Seen {

@@ -1,13 +1,15 @@
 //! The audit log's tables: entries (their canonical bytes plus indexed copies of a few
-//! fields for queries) and the head (size). Entries are only ever appended.
+//! fields for queries, and the link to their record's previous entry), each record's
+//! newest entry, and the head (size). Entries are only ever appended.
 
-use std::sync::LazyLock;
+use std::{collections::BTreeMap, sync::LazyLock};
 
 use serde::Serialize;
 
 use super::{
     Backend, CellKind, Db, Result, Run, SqlValue, WriteTx, on_conn, statement, statement::lists,
 };
+use crate::domain::record::RecordKind;
 
 /// What the ledger appends: the bytes, their leaf hash, and the columns queries use.
 #[derive(Clone, Debug)]
@@ -26,7 +28,7 @@ pub struct NewEntry {
 
 impl NewEntry {
     /// The kinds of [`NewEntry::values`], in order.
-    const KINDS: [CellKind; 10] = [
+    const KINDS: [CellKind; 11] = [
         CellKind::Int,
         CellKind::Int,
         CellKind::Text,
@@ -37,9 +39,11 @@ impl NewEntry {
         CellKind::Int,
         CellKind::Bytes,
         CellKind::Bytes,
+        CellKind::Int,
     ];
 
-    fn values(&self) -> [SqlValue; 10] {
+    /// The row's values, with `prev`, its link where [`links`] found it in the batch.
+    fn values(&self, prev: Option<i64>) -> [SqlValue; 11] {
         [
             self.idx.into(),
             self.ts.into(),
@@ -51,9 +55,43 @@ impl NewEntry {
             self.record_id.into(),
             self.bytes.clone().into(),
             self.leaf_hash.as_slice().into(),
+            prev.into(),
         ]
     }
+
+    fn record(&self) -> Option<(&str, i64)> {
+        self.record_type.as_deref().zip(self.record_id)
+    }
 }
+
+/// A record's head: `(record_type, record_id, newest entry)`.
+type Head = (String, i64, i64);
+
+/// Each entry's link to the one before it on its record where that one is among
+/// `entries` too (for the first of each record the stored head is read as it is
+/// stored, see [`LINK`]), and each record's newest entry among them: its new head.
+fn links(entries: &[NewEntry]) -> (Vec<Option<i64>>, Vec<Head>) {
+    let mut newest: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+    let prevs = entries
+        .iter()
+        .map(|e| e.record().and_then(|r| newest.insert(r, e.idx)))
+        .collect();
+    let heads = newest
+        .into_iter()
+        .map(|((kind, id), head)| (kind.to_owned(), id, head))
+        .collect();
+    (prevs, heads)
+}
+
+/// An entry's link when [`links`] left it to the stored head: `{prev}` the one found
+/// in the batch, `{kind}` and `{id}` the entry's record. Read before the batch moves
+/// the heads, which it does after storing its entries.
+const LINK: &str = "COALESCE({prev}, (SELECT h.head FROM audit_heads h \
+                    WHERE h.record_type = {kind} AND h.record_id = {id}))";
+
+/// Moves each record's head to its newest entry (PostgreSQL).
+const UPSERT_HEADS: &str = "INSERT INTO audit_heads (record_type, record_id, head) VALUES ";
+const HEADS_MOVE: &str = " ON CONFLICT (record_type, record_id) DO UPDATE SET head = excluded.head";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StoredEntry {
@@ -79,26 +117,93 @@ pub async fn ts_for_write(tx: &mut WriteTx, idx: i64) -> Result<Option<i64>> {
 }
 
 const INSERT_ENTRIES: &str = "INSERT INTO audit_log (idx, ts, category, action, actor_kind, \
-                              actor_id, record_type, record_id, entry, leaf_hash) VALUES ";
+                              actor_id, record_type, record_id, entry, leaf_hash, prev_idx) VALUES ";
 
-/// Stores a batch's entries. Through sqlx, several to a statement: on PostgreSQL every
-/// statement is a round trip. On the writer's own SQLite connection, one prepared
-/// statement per entry: a statement of many rows would be prepared anew for every size.
+/// One row of [`INSERT_ENTRIES`], its parameters numbered after the first `skip`.
+fn entry_row(skip: usize) -> String {
+    let p = |n: usize| format!("${}", skip + n);
+    let columns: Vec<String> = (1..=10).map(p).collect();
+    let link = LINK
+        .replace("{prev}", &p(11))
+        .replace("{kind}", &p(7))
+        .replace("{id}", &p(8));
+    format!("({}, {link})", columns.join(", "))
+}
+
+/// Stores a batch's entries, linked to their records' previous ones, and moves their
+/// records' heads. Through sqlx, several to a statement: on PostgreSQL every statement
+/// is a round trip. On the writer's own SQLite connection, one prepared statement per
+/// row: a statement of many rows would be prepared anew for every size.
 pub async fn append(tx: &mut WriteTx, entries: &[NewEntry]) -> Result<()> {
+    let (prevs, heads) = links(entries);
     if tx.prepares_once() {
-        static ONE: LazyLock<String> =
-            LazyLock::new(|| format!("{INSERT_ENTRIES}{}", rows_of(1, 10, 0)));
-        for entry in entries {
-            let one = statement(ONE.as_str()).bind_all(entry.values());
+        // A statement per kind of record, each reading its kind's head directly.
+        static ONE: LazyLock<Vec<String>> = LazyLock::new(|| {
+            let link = |k: RecordKind| {
+                format!(
+                    "COALESCE($11, (SELECT audit_head FROM {} WHERE id = $8))",
+                    k.table()
+                )
+            };
+            let columns: Vec<String> = (1..=10).map(|n| format!("${n}")).collect();
+            let row = |link: String| format!("{INSERT_ENTRIES}({}, {link})", columns.join(", "));
+            let mut one: Vec<String> = RecordKind::ALL.map(|k| row(link(k))).into();
+            one.push(row("$11".into()));
+            one
+        });
+        for (entry, prev) in entries.iter().zip(&prevs) {
+            let kind = entry.record_type.as_deref().and_then(RecordKind::parse);
+            let at = kind.map_or(RecordKind::ALL.len(), |k| {
+                RecordKind::ALL
+                    .iter()
+                    .position(|a| *a == k)
+                    .unwrap_or_default()
+            });
+            let one = statement(ONE[at].as_str()).bind_all(entry.values(*prev));
             one.execute(tx.run()).await?;
+        }
+        return move_heads(tx, heads).await;
+    }
+    let rows: Vec<_> = entries.iter().zip(prevs).collect();
+    for chunk in rows.chunks(100) {
+        let sql: Vec<String> = (0..chunk.len()).map(|i| entry_row(11 * i)).collect();
+        statement(format!("{INSERT_ENTRIES}{}", sql.join(", ")))
+            .bind_all(chunk.iter().flat_map(|(e, prev)| e.values(*prev)))
+            .execute(tx.run())
+            .await?;
+    }
+    move_heads(tx, heads).await
+}
+
+/// Moves each record's head to its newest entry: on SQLite a column of the record's
+/// own row (migration 15), on PostgreSQL a row of `audit_heads`.
+async fn move_heads(tx: &mut WriteTx, heads: Vec<Head>) -> Result<()> {
+    if tx.backend() == Backend::Sqlite {
+        for (kind, id, head) in heads {
+            let kind = RecordKind::parse(&kind).ok_or_else(|| {
+                super::Error::Corrupt(format!("an entry names a record of no kind: {kind}"))
+            })?;
+            statement(format!(
+                "UPDATE {} SET audit_head = $1 WHERE id = $2",
+                kind.table()
+            ))
+            .bind(head)
+            .bind(id)
+            .execute(tx.run())
+            .await?;
         }
         return Ok(());
     }
-    for chunk in entries.chunks(100) {
-        statement(format!("{INSERT_ENTRIES}{}", rows_of(chunk.len(), 10, 0)))
-            .bind_all(chunk.iter().flat_map(NewEntry::values))
-            .execute(tx.run())
-            .await?;
+    for chunk in heads.chunks(100) {
+        statement(format!(
+            "{UPSERT_HEADS}{}{HEADS_MOVE}",
+            rows_of(chunk.len(), 3, 0)
+        ))
+        .bind_all(chunk.iter().flat_map(|(kind, id, head)| -> [SqlValue; 3] {
+            [kind.clone().into(), (*id).into(), (*head).into()]
+        }))
+        .execute(tx.run())
+        .await?;
     }
     Ok(())
 }
@@ -142,7 +247,7 @@ pub struct Filter {
 
 pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
     // Each clause names its columns through `{t}`, so that it can read the keys of the
-    // indexed entries and the log's own columns for the tail.
+    // indexed entries and the log's own columns for the tail, or a record's chain.
     let mut clauses = Vec::new();
     let mut values = Vec::new();
     let mut add = |clause: &str, v: SqlValue| {
@@ -164,11 +269,27 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
     if let Some(v) = &f.action {
         add("{t}action = ?", SqlValue::Text(Some(v.clone())));
     }
-    if let Some(v) = &f.record_type {
-        add("{t}record_type = ?", SqlValue::Text(Some(v.clone())));
-    }
-    if let Some(v) = f.record_id {
-        add("{t}record_id = ?", SqlValue::Int(Some(v)));
+    // On SQLite one record's entries are its chain; a kind alone, or an id alone, is a
+    // search. PostgreSQL's index by record is on the log itself (migration 0015).
+    let postgres = db.backend() == Backend::Postgres;
+    let mut record = None;
+    match (&f.record_type, f.record_id) {
+        (Some(kind), Some(id)) if !postgres => {
+            values.push(SqlValue::Text(Some(kind.clone())));
+            values.push(SqlValue::Int(Some(id)));
+            record = Some((
+                format!("${}", values.len() - 1),
+                format!("${}", values.len()),
+            ));
+        }
+        (kind, id) => {
+            if let Some(v) = kind {
+                add("{t}record_type = ?", SqlValue::Text(Some(v.clone())));
+            }
+            if let Some(v) = id {
+                add("{t}record_id = ?", SqlValue::Int(Some(v)));
+            }
+        }
     }
     if let Some((ts, idx)) = f.before {
         values.push(SqlValue::Int(Some(ts)));
@@ -180,17 +301,31 @@ pub async fn query(db: &Db, f: &Filter) -> Result<Vec<StoredEntry>> {
         ));
     }
     values.push(SqlValue::Int(Some(f.limit)));
-    // Archived entries keep their row but not their body: they are in archive files.
-    clauses.push("length(l.entry) > 0".to_owned());
-    let (limit, columns) = (format!("${}", values.len()), "l.idx, l.ts, l.entry");
-    let sql = if db.backend() == Backend::Postgres && f.record_type.is_some() {
-        let on_log = on_the_log(&clauses, columns);
-        format!(
-            "{} ORDER BY {} LIMIT {limit}",
-            on_log.select, on_log.newest_first
-        )
-    } else {
-        newest_first(&clauses, &limit, columns)
+    let limit = format!("${}", values.len());
+    let sql = match record {
+        Some((kind, id)) => {
+            let walk = chain(&kind, &id);
+            let (_, clauses) = named("c.", &clauses, "");
+            let and = if clauses.is_empty() { "" } else { " AND " };
+            format!(
+                "WITH RECURSIVE {walk} SELECT l.idx, l.ts, l.entry \
+                 FROM (SELECT c.idx FROM chain c WHERE c.kept{and}{clauses} LIMIT {limit}) AS c \
+                 JOIN audit_log l ON l.idx = c.idx ORDER BY l.ts DESC, l.idx DESC"
+            )
+        }
+        None => {
+            // Archived entries keep their row but not their body: they are in archive files.
+            clauses.push("length(l.entry) > 0".to_owned());
+            if postgres && f.record_type.is_some() {
+                let (_, clauses) = named("l.", &clauses, "");
+                format!(
+                    "SELECT l.idx, l.ts, l.entry FROM audit_log l WHERE {clauses} \
+                     ORDER BY l.ts DESC, l.idx DESC LIMIT {limit}"
+                )
+            } else {
+                newest_first(&clauses, &limit, "l.idx, l.ts, l.entry")
+            }
+        }
     };
     let mut conn = db.reader().await?;
     let rows: Vec<(i64, i64, Vec<u8>)> = statement(sql)
@@ -245,15 +380,26 @@ pub(crate) fn parts(clauses: &[String], columns: &str) -> [Part; 2] {
     ]
 }
 
-/// A search by record on PostgreSQL, whose record index is on the log itself (migration
-/// 0015) and covers every committed entry: no keys, no tail. Clauses and `columns` name
-/// the table as `{t}`.
-pub(crate) fn on_the_log(clauses: &[String], columns: &str) -> Part {
-    let (columns, clauses) = named("l.", clauses, columns);
-    Part {
-        select: format!("SELECT {columns} FROM audit_log l WHERE {clauses}"),
-        newest_first: "l.ts DESC, l.idx DESC",
-    }
+/// A record's entries, newest first, as the recursive CTE `chain` (SQLite's history): from the record's
+/// head (`audit_heads`) along each entry's link to the one before it, by the log's own
+/// key. Each row has the keys searches filter on, and whether the entry still has its
+/// body (`kept`; archived entries keep their row but not their body). `kind` and `id`
+/// name the record's parameters. The walk only goes to lower indexes and only through
+/// entries of the record, so no damaged link can loop or lead into another record's
+/// history; `audit verify` names such links.
+///
+/// Both databases read it only as far as the query that uses it takes rows, so a page
+/// costs a lookup per entry up to its end.
+pub(crate) fn chain(kind: &str, id: &str) -> String {
+    let row = "l.idx, l.ts, l.prev_idx, l.category, l.action, l.actor_id, length(l.entry) > 0";
+    let ours = format!("l.record_type = {kind} AND l.record_id = {id}");
+    format!(
+        "chain (idx, ts, prev, category, action, actor_id, kept) AS ( \
+           SELECT {row} FROM audit_heads h JOIN audit_log l ON l.idx = h.head \
+             WHERE h.record_type = {kind} AND h.record_id = {id} AND {ours} \
+           UNION ALL SELECT {row} FROM chain c JOIN audit_log l ON l.idx = c.prev \
+             WHERE l.idx < c.idx AND {ours})"
+    )
 }
 
 /// `columns`, and `clauses` joined by AND, with `{t}` naming the table as `t`.
@@ -456,13 +602,32 @@ pub async fn insert_nodes(tx: &mut WriteTx, nodes: &[Node]) -> Result<()> {
     Ok(())
 }
 
-/// A batch's entries, tree nodes and head in one statement (PostgreSQL's data-modifying
-/// `WITH`), each column bound as an array, so that its text is the same for any number
-/// of entries and nodes.
-const HOLD_ENTRIES: &str = "INSERT INTO audit_log (idx, ts, category, action, actor_kind, \
-     actor_id, record_type, record_id, entry, leaf_hash) \
-     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-     $6::bigint[], $7::text[], $8::bigint[], $9::bytea[], $10::bytea[])";
+/// A batch's entries, their records' heads, tree nodes and head in one statement
+/// (PostgreSQL's data-modifying `WITH`), each column bound as an array, so that its text
+/// is the same for any number of entries and nodes. Its parts see the heads as they were
+/// before it, which is what the entries' links want.
+static HOLD_ENTRIES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO audit_log (idx, ts, category, action, actor_kind, actor_id, record_type, \
+         record_id, entry, leaf_hash, prev_idx) \
+         SELECT u.idx, u.ts, u.category, u.action, u.actor_kind, u.actor_id, u.record_type, \
+           u.record_id, u.entry, u.leaf_hash, {} \
+         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+           $6::bigint[], $7::text[], $8::bigint[], $9::bytea[], $10::bytea[], $11::bigint[]) \
+           AS u(idx, ts, category, action, actor_kind, actor_id, record_type, record_id, \
+             entry, leaf_hash, prev)",
+        LINK.replace("{prev}", "u.prev")
+            .replace("{kind}", "u.record_type")
+            .replace("{id}", "u.record_id")
+    )
+});
+
+const HOLD_HEADS: &str = "INSERT INTO audit_heads (record_type, record_id, head) \
+     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) \
+     ON CONFLICT (record_type, record_id) DO UPDATE SET head = excluded.head";
+
+/// The kinds of a head's values, in order.
+const HEAD_KINDS: [CellKind; 3] = [CellKind::Text, CellKind::Int, CellKind::Int];
 
 const HOLD_NODES: &str = "INSERT INTO audit_tree (leaf, level, hash) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])";
 
@@ -489,9 +654,24 @@ pub async fn store_batch(
         insert_nodes(tx, &nodes).await?;
         return set_head(tx, size, root).await;
     }
-    // Both, even empty: the last statement then has one text for any batch.
-    let values = lists(&NewEntry::KINDS, entries.iter().flat_map(NewEntry::values));
-    tx.hold(statement(HOLD_ENTRIES).bind_all(values), "audit_log")
+    // All, even empty: the last statement then has one text for any batch. The entries
+    // go first: what is held already is sent before a statement that reads its table.
+    let (prevs, heads) = links(entries);
+    let values = entries
+        .iter()
+        .zip(prevs)
+        .flat_map(|(e, prev)| e.values(prev));
+    let values = lists(&NewEntry::KINDS, values);
+    tx.hold(
+        statement(HOLD_ENTRIES.as_str()).bind_all(values),
+        "audit_log",
+    )
+    .await?;
+    let values = heads
+        .into_iter()
+        .flat_map(|(kind, id, head)| -> [SqlValue; 3] { [kind.into(), id.into(), head.into()] });
+    let values = lists(&HEAD_KINDS, values);
+    tx.hold(statement(HOLD_HEADS).bind_all(values), "audit_heads")
         .await?;
     let values = lists(&NODE_KINDS, node_values(&nodes));
     tx.hold(statement(HOLD_NODES).bind_all(values), "audit_tree")
@@ -545,6 +725,7 @@ pub struct Row {
     pub record_id: Option<i64>,
     pub bytes: Vec<u8>,
     pub leaf_hash: Vec<u8>,
+    pub prev_idx: Option<i64>,
 }
 
 /// Rows from `from_idx` up to (not including) `to_idx`, in index order, at most `limit`.
@@ -554,12 +735,13 @@ pub async fn rows(db: &Db, from_idx: i64, to_idx: i64, limit: i64) -> Result<Vec
     let sql = match conn.conn() {
         super::Conn::Sqlite(_) => {
             "SELECT idx, ts, category, action, actor_kind, actor_id, record_type, record_id, \
-             CAST(entry AS BLOB) AS bytes, CAST(leaf_hash AS BLOB) AS leaf_hash FROM audit_log \
+             CAST(entry AS BLOB) AS bytes, CAST(leaf_hash AS BLOB) AS leaf_hash, prev_idx \
+             FROM audit_log \
              WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3"
         }
         super::Conn::Postgres(_) => {
             "SELECT idx, ts, category, action, actor_kind, actor_id, record_type, record_id, \
-             entry AS bytes, leaf_hash FROM audit_log \
+             entry AS bytes, leaf_hash, prev_idx FROM audit_log \
              WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3"
         }
     };
@@ -569,6 +751,34 @@ pub async fn rows(db: &Db, from_idx: i64, to_idx: i64, limit: i64) -> Result<Vec
         .bind(limit)
         .fetch_all(&mut *c)
         .await?))
+}
+
+/// Every record's head: `(record_type, record_id, head)`.
+pub async fn heads(db: &Db) -> Result<Vec<(String, i64, i64)>> {
+    let mut conn = db.acquire().await?;
+    let sql = "SELECT record_type, record_id, head FROM audit_heads";
+    on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).fetch_all(&mut *c).await?))
+}
+
+/// The record each of the entries `idxs` names, where it has one:
+/// `(idx, record_type, record_id)`.
+pub async fn records_of(db: &Db, idxs: &[i64]) -> Result<Vec<(i64, String, i64)>> {
+    let mut out = Vec::new();
+    let mut conn = db.reader().await?;
+    for chunk in idxs.chunks(500) {
+        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT idx, record_type, record_id FROM audit_log WHERE idx IN ({}) \
+             AND record_type IS NOT NULL AND record_id IS NOT NULL",
+            params.join(", ")
+        );
+        let rows: Vec<(i64, String, i64)> = statement(sql)
+            .bind_all(chunk.iter().map(|i| SqlValue::from(*i)))
+            .fetch_all(conn.run())
+            .await?;
+        out.extend(rows);
+    }
+    Ok(out)
 }
 
 /// The stored tree nodes above the leaves completed by the leaves `$1..$2`: one range of

@@ -48,15 +48,28 @@ pub enum Shown {
     Text { text: String, before: String },
 }
 
-/// The clauses that find a record's entries before the page's bound; `{t}` names the
-/// table holding their keys, `l` the log.
-const ENTRIES: [&str; 4] = [
-    "{t}record_type = $1",
-    "{t}record_id = $2",
-    "({t}ts < $3 OR ({t}ts = $3 AND {t}idx < $4))",
-    // Archived entries keep their row but not their body.
-    "length(l.entry) > 0",
-];
+/// The record's entries before the page's bound, newest first, with their bodies. On
+/// SQLite off the record's chain (`audit_log::chain`).
+static CHAIN_ENTRIES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT CAST(2 AS BIGINT) AS src, c.ts AS ts, c.idx AS idx, l.entry, {ENTRY_NOT_SHOWN} \
+         FROM (SELECT c.idx, c.ts FROM chain c \
+           WHERE c.kept AND (c.ts < $3 OR (c.ts = $3 AND c.idx < $4)) LIMIT $9) AS c \
+         JOIN audit_log l ON l.idx = c.idx"
+    )
+});
+
+/// The same on PostgreSQL, off its index by record on the log (migration 0015): one
+/// descent reads the page with the bodies, where its recursive walk of the chain took a
+/// fifth longer per page (see PERFORMANCE.md).
+static INDEXED_ENTRIES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT CAST(2 AS BIGINT) AS src, l.ts AS ts, l.idx AS idx, l.entry, {ENTRY_NOT_SHOWN} \
+         FROM audit_log l WHERE l.record_type = $1 AND l.record_id = $2 \
+           AND (l.ts < $3 OR (l.ts = $3 AND l.idx < $4)) AND length(l.entry) > 0 \
+         ORDER BY l.ts DESC, l.idx DESC LIMIT $9"
+    )
+});
 
 /// Status notes before the page's bound.
 const STATUS_NOTES: &str = "FROM status_notes n WHERE n.record_type = $1 AND n.record_id = $2 \
@@ -89,51 +102,13 @@ const ENTRY_NOT_SHOWN: &str = "CAST(NULL AS TEXT) AS who_kind, CAST(NULL AS BIGI
 
 /// One statement, since on PostgreSQL each read would be a round trip of its own and a
 /// history page is read far more often than anything is written: the sources merged in
-/// history's order (`audit::history::Item::key`).
-///
-/// SQLite's record index is in the keys' file (`key_file`), so it takes the keys of the
-/// page first and then reads what is shown for those rows only. It merges the sources as
-/// they come off their indexes, in time order, and stops reading each where the page is
-/// full; an order and a limit of their own would have it read and sort a page of each
-/// first.
-fn sqlite() -> String {
-    let clauses = ENTRIES.map(str::to_owned);
-    let [indexed, tail] = audit_log::parts(
-        &clauses,
-        "CAST(2 AS BIGINT) AS src, {t}ts AS ts, {t}idx AS idx",
-    );
-    let (indexed, tail) = (indexed.select, tail.select);
+/// history's order (`audit::history::Item::key`). Each source's page comes off its index
+/// with what it shows, bounded by the page: a planner that takes the record to have few
+/// rows would otherwise sort all of them, and the revisions' lookup left to it read at
+/// times every revision of the record for each one shown.
+fn page_sql(with: &str, entries: &str) -> String {
     format!(
-        "WITH shown AS ({indexed} UNION ALL {tail} \
-           UNION ALL SELECT CAST(1 AS BIGINT), n.ts, n.id {STATUS_NOTES} \
-           UNION ALL SELECT * FROM (SELECT CAST(0 AS BIGINT), v.ts, v.revision {REVISIONS}) AS r \
-         ORDER BY ts DESC, src DESC, idx DESC LIMIT $9) \
-         SELECT shown.src, shown.ts, shown.idx, l.entry, {ENTRY_NOT_SHOWN} \
-           FROM shown JOIN audit_log l ON l.idx = shown.idx WHERE shown.src = 2 \
-         UNION ALL SELECT shown.src, shown.ts, shown.idx, {STATUS_NOTE_SHOWN} \
-           FROM shown JOIN status_notes n ON n.id = shown.idx WHERE shown.src = 1 \
-         UNION ALL SELECT shown.src, shown.ts, shown.idx, {REVISION_SHOWN} \
-           FROM shown JOIN note_revisions v ON v.record_type = $1 AND v.record_id = $2 \
-             AND v.revision = shown.idx WHERE shown.src = 0"
-    )
-}
-
-/// PostgreSQL's record index is on the log itself (migration 0015), so each source's
-/// page comes off its index with what it shows, from rows the page reads anyway: looking
-/// the shown rows up again cost one descent per entry, and the revisions' lookup was
-/// left to the planner, which at times read every revision of the record for each one
-/// shown. Its planner would also sort all of a record's rows rather than merge them when
-/// it takes the record to have few, so each source is bounded by the page.
-fn postgres() -> String {
-    let entries = audit_log::on_the_log(
-        &ENTRIES.map(str::to_owned),
-        &format!(
-            "CAST(2 AS BIGINT) AS src, {{t}}ts AS ts, {{t}}idx AS idx, {{t}}entry, {ENTRY_NOT_SHOWN}"
-        ),
-    );
-    let (entries, newest_first) = (entries.select, entries.newest_first);
-    format!(
-        "SELECT * FROM ({entries} ORDER BY {newest_first} LIMIT $9) AS e \
+        "{with} SELECT * FROM ({entries}) AS e \
          UNION ALL SELECT * FROM (SELECT CAST(1 AS BIGINT), n.ts, n.id, {STATUS_NOTE_SHOWN} \
            {STATUS_NOTES} ORDER BY n.ts DESC, n.id DESC LIMIT $9) AS s \
          UNION ALL SELECT * FROM (SELECT CAST(0 AS BIGINT), v.ts, v.revision, \
@@ -142,8 +117,11 @@ fn postgres() -> String {
     )
 }
 
-static SQLITE: LazyLock<String> = LazyLock::new(sqlite);
-static POSTGRES: LazyLock<String> = LazyLock::new(postgres);
+static SQLITE: LazyLock<String> = LazyLock::new(|| {
+    let with = format!("WITH RECURSIVE {}", audit_log::chain("$1", "$2"));
+    page_sql(&with, &CHAIN_ENTRIES)
+});
+static POSTGRES: LazyLock<String> = LazyLock::new(|| page_sql("", &INDEXED_ENTRIES));
 
 type Row = (
     i64,

@@ -31,6 +31,7 @@ pub struct RowRef<'a> {
     pub record_id: Option<i64>,
     pub bytes: &'a [u8],
     pub leaf_hash: &'a [u8],
+    pub prev_idx: Option<i64>,
 }
 
 impl Row {
@@ -46,6 +47,7 @@ impl Row {
             record_id: self.record_id,
             bytes: &self.bytes,
             leaf_hash: &self.leaf_hash,
+            prev_idx: self.prev_idx,
         }
     }
 }
@@ -146,7 +148,7 @@ impl Connections {
             let mut last = None;
             let mut stmt = conn.prepare(
                 "SELECT idx, ts, category, action, actor_kind, actor_id, record_type, \
-                 record_id, entry, leaf_hash FROM audit_log \
+                 record_id, entry, leaf_hash, prev_idx FROM audit_log \
                  WHERE idx >= ?1 AND idx < ?2 ORDER BY idx LIMIT ?3",
             )?;
             let mut rows = stmt.query((from_idx, to_idx, limit))?;
@@ -162,6 +164,7 @@ impl Connections {
                     record_id: optional_integer(r.get_ref(7)?),
                     bytes: bytes(r.get_ref(8)?),
                     leaf_hash: bytes(r.get_ref(9)?),
+                    prev_idx: optional_integer(r.get_ref(10)?),
                 };
                 last = Some(row.idx);
                 out.push(each(row));

@@ -773,6 +773,13 @@ impl WriteTx {
         }
     }
 
+    pub(crate) fn backend(&self) -> Backend {
+        match self.inner {
+            TxInner::Postgres(_) => Backend::Postgres,
+            TxInner::Sqlite(_) | TxInner::Direct(_) => Backend::Sqlite,
+        }
+    }
+
     /// Whether one statement may write to several tables (PostgreSQL's data-modifying
     /// `WITH`; SQLite has none).
     pub(crate) fn writes_tables_together(&self) -> bool {

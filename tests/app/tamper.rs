@@ -4,6 +4,7 @@
 
 use keeptrack::{
     audit::verify::{Anchors, Damage, Report, verify},
+    domain::record::RecordKind,
     store::Db,
 };
 
@@ -202,6 +203,71 @@ both!(
         assert_eq!(tried, 17);
     }
 );
+
+both!(a_bent_record_link_or_a_stale_head_is_found, |app| {
+    studio(&app).await;
+    let id = app.client("Linked").await.id;
+    for n in 0..3 {
+        let email = serde_json::json!({"email": format!("l{n}@example.com")});
+        app.update(RecordKind::Client, id, email).await.unwrap();
+    }
+    let entries = keeptrack::store::audit_log::query(
+        &app.db,
+        &keeptrack::store::audit_log::Filter {
+            record_type: Some("client".into()),
+            record_id: Some(id),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let idxs: Vec<i64> = entries.iter().map(|e| e.idx).collect();
+    assert_eq!(idxs.len(), 4, "the client's chain: {idxs:?}");
+    let (newest, middle) = (idxs[0], idxs[1]);
+    // A link that skips an entry hides it from history.
+    exec(
+        &app.db,
+        &format!(
+            "UPDATE audit_log SET prev_idx = {} WHERE idx = {newest}",
+            idxs[2]
+        ),
+    )
+    .await;
+    let report = verify_now(&app.db).await;
+    assert_eq!(
+        first(&report),
+        Some((Damage::Edited, Some(newest))),
+        "{report:?}"
+    );
+    assert!(
+        report.findings[0].detail.contains("record link"),
+        "{report:?}"
+    );
+    exec(
+        &app.db,
+        &format!("UPDATE audit_log SET prev_idx = {middle} WHERE idx = {newest}"),
+    )
+    .await;
+    assert!(verify_now(&app.db).await.findings.is_empty());
+    // A head set back hides what came after it.
+    let set_back = match app.db {
+        Db::Sqlite(_, _) => format!("UPDATE clients SET audit_head = {middle} WHERE id = {id}"),
+        Db::Postgres(_) => format!(
+            "UPDATE audit_heads SET head = {middle} WHERE record_id = {id} \
+             AND record_type = 'client'"
+        ),
+    };
+    exec(&app.db, &set_back).await;
+    let report = verify_now(&app.db).await;
+    assert_eq!(first(&report), Some((Damage::Edited, None)), "{report:?}");
+    assert!(
+        report.findings[0]
+            .detail
+            .contains(&format!("head of client {id}")),
+        "{report:?}"
+    );
+});
 
 both!(a_deleted_or_forged_tree_node_is_found_at_its_entry, |app| {
     let [_, middle, _] = studio(&app).await;

@@ -98,6 +98,44 @@ async fn alter(db: &Db, url: &str, sql: &str) {
     }
 }
 
+/// This build's writer links each entry to its record's previous one (migration 15 on
+/// SQLite, 16 on PostgreSQL), which an older writer did not: the link and the heads are
+/// there while it writes the old log, and gone again before the upgrade adds them back,
+/// links made anew from the entries.
+async fn old_writer(db: &Db, url: &str, writing: bool) {
+    let mut sql: Vec<String> = Vec::new();
+    let sqlite = matches!(db, Db::Sqlite(_, _));
+    // SQLite keeps each head on its record's row, PostgreSQL in a table of heads.
+    let heads_sqlite = RecordKind::ALL.map(|k| k.table());
+    if writing {
+        sql.push("ALTER TABLE audit_log ADD COLUMN prev_idx BIGINT".into());
+        if sqlite {
+            for t in heads_sqlite {
+                sql.push(format!("ALTER TABLE {t} ADD COLUMN audit_head BIGINT"));
+            }
+        } else {
+            sql.push(
+                "CREATE TABLE audit_heads (record_type TEXT NOT NULL, \
+                 record_id BIGINT NOT NULL, head BIGINT NOT NULL, \
+                 PRIMARY KEY (record_type, record_id))"
+                    .into(),
+            );
+        }
+    } else {
+        if sqlite {
+            for t in heads_sqlite {
+                sql.push(format!("ALTER TABLE {t} DROP COLUMN audit_head"));
+            }
+        } else {
+            sql.push("DROP TABLE audit_heads".into());
+        }
+        sql.push("ALTER TABLE audit_log DROP COLUMN prev_idx".into());
+    }
+    for sql in sql {
+        alter(db, url, &sql).await;
+    }
+}
+
 async fn upgrade(postgres: bool) {
     let Some((url, _dir)) = new_database_url(postgres).await else {
         return;
@@ -119,6 +157,7 @@ async fn upgrade(postgres: bool) {
          hash BYTEA NOT NULL, PRIMARY KEY (leaf, level))",
     )
     .await;
+    old_writer(&db, &url, true).await;
     let ledger = Ledger::start(db.clone()).await.unwrap();
     add_clients(&ledger, 12).await;
     let origin = preferences::all(&db).await.unwrap()["log.origin"].clone();
@@ -153,6 +192,7 @@ async fn upgrade(postgres: bool) {
     }
 
     assert!(count(&db, "SELECT COUNT(*) FROM audit_tree WHERE level = 0").await > 12);
+    old_writer(&db, &url, false).await;
     db.migrate().await.unwrap();
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM audit_tree WHERE level = 0").await,
@@ -177,6 +217,15 @@ async fn upgrade(postgres: bool) {
     };
     assert!(refused, "the tree table lost its guard");
 
+    // History walks the links the upgrade made: each client shows its creation.
+    let first = count(&db, "SELECT MIN(id) FROM clients").await;
+    let shown = history::timeline(&db, RecordKind::Client, first, None, 10)
+        .await
+        .unwrap();
+    assert!(
+        shown.items.iter().any(|i| matches!(i, Item::Audit { .. })),
+        "{shown:?}"
+    );
     let ledger = Ledger::start(db.clone()).await.unwrap();
     add_clients(&ledger, 9).await;
     let new = checkpoint(&db, &signer).await;
@@ -239,9 +288,11 @@ async fn notes_upgrade(postgres: bool) {
     };
     let db = Db::connect(&url).await.unwrap();
     migrate_before(&db, 13).await;
+    old_writer(&db, &url, true).await;
     let ledger = Ledger::start(db.clone()).await.unwrap();
     add_clients(&ledger, 1).await;
     drop(ledger);
+    old_writer(&db, &url, false).await;
     // Three saves as the writer before 0013 stored them: whole texts, no change.
     let id = count(&db, "SELECT MAX(id) FROM clients").await;
     for (revision, body) in [
