@@ -152,13 +152,11 @@ pub async fn append(tx: &mut WriteTx, entries: &[NewEntry]) -> Result<()> {
             one
         });
         for (entry, prev) in entries.iter().zip(&prevs) {
-            let kind = entry.record_type.as_deref().and_then(RecordKind::parse);
-            let at = kind.map_or(RecordKind::ALL.len(), |k| {
-                RecordKind::ALL
-                    .iter()
-                    .position(|a| *a == k)
-                    .unwrap_or_default()
-            });
+            let kind = entry.record_type.as_deref();
+            let at = RecordKind::ALL
+                .iter()
+                .position(|k| Some(k.as_str()) == kind)
+                .unwrap_or(RecordKind::ALL.len());
             let one = statement(ONE[at].as_str()).bind_all(entry.values(*prev));
             one.execute(tx.run()).await?;
         }
