@@ -156,7 +156,12 @@ pub async fn backfill_backdated_entries(
             };
             let bytes = entry.to_canonical_bytes();
             let hash = leaf_hash(&bytes);
-            nodes.extend(frontier.push(hash).into_iter().filter(|n| n.0 > 0));
+            nodes.extend(
+                frontier
+                    .push(hash)
+                    .into_iter()
+                    .filter(|n| n.0 >= audit_log::LOWEST_STORED),
+            );
             rows.push(BackfillRow {
                 idx,
                 ts: entry.ts,

@@ -84,6 +84,7 @@ impl State {
             Some(size) => size,
             None => audit_log::head_size(tx).await?,
         };
+        let known = kept.as_ref().map_or(0, |k| k.next_idx);
         if let Some(kept) = kept.filter(|k| k.next_idx == next_idx) {
             return Ok(Self {
                 rebuilt: false,
@@ -104,6 +105,9 @@ impl State {
             return Err(Error::Tampered(format!(
                 "the head counts {next_idx} entries but the tree does not cover them all"
             )));
+        }
+        if tree && !rebuilt {
+            appended_by_a_ledger(tx, known, next_idx).await?;
         }
         let frontier = if !tree {
             Frontier::new()
@@ -280,6 +284,31 @@ pub(super) async fn clock_backwards(
         None,
     )
     .await
+}
+
+/// Fails closed on entries in the tree's last block that no ledger wrote: those appended
+/// since this writer last looked (`known`), or the last one when it has not looked yet
+/// (`known` 0). A ledger stores a tree node at the end of every block, so an entry that
+/// ends one without it is found by the node's absence; in the last block, whose nodes
+/// are computed from the leaves, each entry must be what its row says: its own index,
+/// under its stored leaf hash. (Entries changed in place are verify's to find, and the
+/// signer's when they change the root it left.)
+async fn appended_by_a_ledger(tx: &mut WriteTx, known: i64, size: i64) -> Result<(), Error> {
+    let block = 1i64 << audit_log::LOWEST_STORED;
+    let since = if known > 0 { known } else { size - 1 };
+    let from = since.max(size - size.rem_euclid(block));
+    for (idx, bytes, leaf) in audit_log::bodies_for_write(tx, from, size).await? {
+        // An archived entry keeps only its leaf hash; the tail is never archived.
+        let own = bytes.is_empty()
+            || (leaf_hash(&bytes)[..] == leaf[..]
+                && Entry::from_bytes(&bytes).is_ok_and(|e| e.i == idx));
+        if !own {
+            return Err(Error::Tampered(format!(
+                "entry {idx} is not the entry a ledger appended at that index"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Builds the tree of a log whose entries predate it, from their stored leaf hashes.

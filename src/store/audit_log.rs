@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::{
     Backend, CellKind, Db, Result, Run, SqlValue, WriteTx, on_conn, statement, statement::lists,
 };
+use crate::domain::merkle;
 use crate::domain::record::RecordKind;
 
 /// What the ledger appends: the bytes, their leaf hash, and the columns queries use.
@@ -510,21 +511,38 @@ pub(super) fn node_at(leaf: i64, level: i64, hash: Vec<u8>) -> Result<Node> {
     Ok((level8, ((leaf + 1) >> level8) - 1, hash))
 }
 
-/// The stored nodes with these ids. Level 0, the leaves, is each entry's own leaf hash in
-/// `audit_log`; `audit_tree` holds the nodes above it.
+/// The lowest level of the tree that is stored. Each node under it spans at most
+/// 2^(`LOWEST_STORED` − 1) leaves, and is recomputed from their hashes whenever it is
+/// asked for: an append then stores a node once in 128 entries on average instead of at
+/// nearly every one, so most commits do not write the tree's page at all.
+pub const LOWEST_STORED: u8 = 8;
+
+/// The leaves `[start, end)` a node spans, if that range can exist.
+fn span(level: u8, idx: u64) -> Option<(u64, u64)> {
+    let width = 1u64.checked_shl(u32::from(level))?;
+    let start = idx.checked_mul(width)?;
+    Some((start, start.checked_add(width)?))
+}
+
+/// The nodes with these ids. Level 0, the leaves, is each entry's own leaf hash in
+/// `audit_log`; `audit_tree` holds the nodes from [`LOWEST_STORED`] up, and the ones
+/// between are computed from the leaf hashes under them. An id whose node cannot be
+/// read or computed (a leaf under it is missing) is simply absent.
 async fn nodes_in(run: Run<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let int = |v: u64| SqlValue::Int(Some(i64::try_from(v).unwrap_or(i64::MAX)));
     let mut values = Vec::new();
-    let (mut leaves, mut above) = (Vec::new(), Vec::new());
-    for (level, idx) in ids {
-        if *level == 0 {
-            values.push(int(*idx));
+    let (mut leaves, mut above, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+    for &(level, idx) in ids {
+        if level == 0 {
+            values.push(int(idx));
             leaves.push(format!("${}", values.len()));
+        } else if level < LOWEST_STORED {
+            spans.extend(span(level, idx));
         } else {
-            values.extend([int(completing_leaf(*level, *idx)), int(u64::from(*level))]);
+            values.extend([int(completing_leaf(level, idx)), int(u64::from(level))]);
             above.push(format!(
                 "(leaf = ${} AND level = ${})",
                 values.len() - 1,
@@ -539,18 +557,54 @@ async fn nodes_in(run: Run<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
             above.join(" OR ")
         ));
     }
+    let leaf_rows = "SELECT idx AS leaf, CAST(0 AS BIGINT) AS level, leaf_hash AS hash \
+                     FROM audit_log WHERE";
     if !leaves.is_empty() {
+        selects.push(format!("{leaf_rows} idx IN ({})", leaves.join(", ")));
+    }
+    // A range per run of neighbouring spans: the nodes of one proof or one edge of the
+    // tree lie under a few hundred leaves.
+    spans.sort_unstable();
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for (start, end) in spans.iter().copied() {
+        match ranges.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => ranges.push((start, end)),
+        }
+    }
+    for (start, end) in &ranges {
+        values.extend([int(*start), int(*end)]);
         selects.push(format!(
-            "SELECT idx AS leaf, CAST(0 AS BIGINT) AS level, leaf_hash AS hash FROM audit_log \
-             WHERE idx IN ({})",
-            leaves.join(", ")
+            "{leaf_rows} idx >= ${} AND idx < ${}",
+            values.len() - 1,
+            values.len()
         ));
     }
     let sql = selects.join(" UNION ALL ");
     let rows: Vec<(i64, i64, Vec<u8>)> = statement(sql).bind_all(values).fetch_all(run).await?;
-    rows.into_iter()
+    let mut found = rows
+        .into_iter()
         .map(|(leaf, level, hash)| node_at(leaf, level, hash))
-        .collect()
+        .collect::<Result<Vec<Node>>>()?;
+    let hashes: BTreeMap<u64, [u8; 32]> = found
+        .iter()
+        .filter(|(level, ..)| *level == 0)
+        .map(|(_, idx, hash)| (*idx, *hash))
+        .collect();
+    // Only the leaves asked for are answered as leaves; the rest were read to compute.
+    found.retain(|(level, idx, _)| *level > 0 || ids.contains(&(0, *idx)));
+    found.sort_unstable();
+    found.dedup();
+    for &(level, idx) in ids.iter().filter(|(l, _)| (1..LOWEST_STORED).contains(l)) {
+        let Some((start, end)) = span(level, idx) else {
+            continue;
+        };
+        let under: Option<Vec<[u8; 32]>> = (start..end).map(|i| hashes.get(&i).copied()).collect();
+        if let Some(under) = under {
+            found.push((level, idx, merkle::root(&under)));
+        }
+    }
+    Ok(found)
 }
 
 /// The stored tree nodes with these ids (missing ones are simply absent).
@@ -563,12 +617,12 @@ pub async fn nodes_for_write(tx: &mut WriteTx, ids: &[(u8, u64)]) -> Result<Vec<
     nodes_in(tx.run(), ids).await
 }
 
-/// The nodes appends completed above the leaves (a leaf is its entry's own
-/// `leaf_hash`, so level 0 is not stored).
-fn upper(nodes: &[Node]) -> Vec<Node> {
+/// The nodes appends completed that are stored: those from [`LOWEST_STORED`] up (a leaf
+/// is its entry's own `leaf_hash`, and the levels between are computed from the leaves).
+pub fn upper(nodes: &[Node]) -> Vec<Node> {
     nodes
         .iter()
-        .filter(|(level, ..)| *level > 0)
+        .filter(|(level, ..)| *level >= LOWEST_STORED)
         .copied()
         .collect()
 }
@@ -972,6 +1026,16 @@ pub async fn newest_archive_entry(db: &Db, size: i64) -> Result<Option<(i64, Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_computed_node_spans_its_leaves_and_an_impossible_one_spans_none() {
+        assert_eq!(span(1, 3), Some((6, 8)));
+        assert_eq!(span(LOWEST_STORED - 1, 2), Some((256, 384)));
+        // Ids from a bad proof request: past any log, so nothing is read for them.
+        assert_eq!(span(7, u64::MAX), None);
+        assert_eq!(span(1, u64::MAX / 2), None);
+        assert_eq!(span(64, 0), None);
+    }
 
     #[test]
     fn a_node_is_found_under_the_leaf_that_completes_it() {

@@ -12,7 +12,7 @@ use keeptrack::{
 };
 
 use crate::both;
-use crate::helpers::{TestApp, drop_guards, exec, verify_now};
+use crate::helpers::{TestApp, clients_at_once, drop_guards, exec, verify_now};
 
 /// A studio with a signing writer; returns the ledger and the signed note.
 pub(crate) async fn signed(app: &TestApp) -> (Ledger, Signer, String) {
@@ -32,6 +32,18 @@ pub(crate) async fn signed(app: &TestApp) -> (Ledger, Signer, String) {
         .await
         .unwrap();
     (ledger, signer, out.checkpoint.unwrap())
+}
+
+/// Verify now, with `note` from `signer` as the checkpoint kept off the machine.
+async fn verified_now(db: &Db, signer: &Signer, note: &str) -> keeptrack::audit::verify::Report {
+    verify(
+        db,
+        anchors(signer, note),
+        keeptrack::clock::now(),
+        |_, _| {},
+    )
+    .await
+    .unwrap()
 }
 
 pub(crate) fn anchors(signer: &Signer, note: &str) -> Anchors {
@@ -118,27 +130,13 @@ both!(a_checkpointed_log_verifies_clean, |app| {
         app.latest(1).await[0].act,
         keeptrack::domain::audit::Action::Checkpoint
     );
-    let report = verify(
-        &app.db,
-        anchors(&signer, &note),
-        keeptrack::clock::now(),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = verified_now(&app.db, &signer, &note).await;
     assert!(report.findings.is_empty(), "{report:?}");
     assert!(report.warnings.is_empty(), "{report:?}");
     assert_eq!(report.exit_code(), 0);
     // Later entries beyond the checkpoint are fine.
     app.client("Later").await;
-    let report = verify(
-        &app.db,
-        anchors(&signer, &note),
-        keeptrack::clock::now(),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = verified_now(&app.db, &signer, &note).await;
     assert_eq!(report.exit_code(), 0, "{report:?}");
     // An hour later with no new checkpoint, it is stale.
     let later = keeptrack::clock::now() + jiff::SignedDuration::from_hours(1);
@@ -183,14 +181,7 @@ both!(
         let alone = verify_now(&app.db).await;
         assert!(alone.findings.is_empty(), "{alone:?}");
         // ...but not with the checkpoint kept off the machine.
-        let report = verify(
-            &app.db,
-            anchors(&signer, &note),
-            keeptrack::clock::now(),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+        let report = verified_now(&app.db, &signer, &note).await;
         assert!(
             report
                 .findings
@@ -214,14 +205,7 @@ both!(
         )
         .await;
         rehash_everything(&app.db).await;
-        let report = verify(
-            &app.db,
-            anchors(&signer, &note),
-            keeptrack::clock::now(),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+        let report = verified_now(&app.db, &signer, &note).await;
         let first = &report.findings[0];
         assert_eq!(
             (first.damage, first.index),
@@ -288,6 +272,44 @@ both!(proof_bundles_check_offline_and_fail_when_altered, |app| {
     assert!(err.to_string().contains("no entry"), "{err}");
 });
 
+both!(
+    proofs_hold_across_the_stored_and_the_computed_levels,
+    |app| {
+        let (ledger, signer, _) = signed(&app).await;
+        // Past the first stored node, so that proofs take nodes from both.
+        let block = 1u64 << store::audit_log::LOWEST_STORED;
+        clients_at_once(&ledger, app.staff, block as usize + 40).await;
+        let note = ledger
+            .submit(Context::system(), Command::Checkpoint)
+            .await
+            .unwrap()
+            .checkpoint
+            .unwrap();
+        let stored = store::audit_log::nodes_in_range(&app.db, 0, u64::MAX)
+            .await
+            .unwrap();
+        assert!(!stored.is_empty());
+        assert!(
+            stored
+                .iter()
+                .all(|(level, ..)| *level >= store::audit_log::LOWEST_STORED)
+        );
+        let key = Verifier::from_vkey(&signer.verifier().to_vkey()).unwrap();
+        let size = app.log_size().await as u64;
+        for index in [0, block - 2, block - 1, block, size - 1] {
+            let bundle = keeptrack::audit::proof::prove(&app.db, index, &key)
+                .await
+                .unwrap();
+            let proven =
+                keeptrack::audit::proof::check(&serde_json::to_vec(&bundle).unwrap(), Some(&key))
+                    .unwrap();
+            assert_eq!(proven.entry.i as u64, index);
+        }
+        let report = verified_now(&app.db, &signer, &note).await;
+        assert!(report.findings.is_empty(), "{report:?}");
+    }
+);
+
 /// Restoring an old backup looks like a consistent log, but newer checkpoints kept off
 /// the machine show it as truncated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,20 +365,18 @@ both!(
     |app| {
         let (ledger, _signer, _note) = signed(&app).await;
         drop_guards(&app.db).await;
-        // Someone rewrites the tree the writer left (here the node its root starts from;
-        // changes deeper down are verify's to find).
+        // Someone rewrites the tree the writer left: here the first leaf hash, under the
+        // node its root starts from, which is computed from its leaves (a log this short
+        // has no stored node); changes deeper down are verify's to find.
         let forged = match &app.db {
             Db::Sqlite(_, _) => format!("X'{}'", "00".repeat(32)),
             Db::Postgres(_) => format!("'\\x{}'::bytea", "00".repeat(32)),
         };
         let size = app.log_size().await as u64;
-        let (level, idx) = Frontier::node_ids(size)[0];
+        assert!(Frontier::node_ids(size)[0].0 < store::audit_log::LOWEST_STORED);
         exec(
             &app.db,
-            &format!(
-                "UPDATE audit_tree SET hash = {forged} WHERE level = {level} AND leaf = {}",
-                store::audit_log::completing_leaf(level, idx)
-            ),
+            &format!("UPDATE audit_log SET leaf_hash = {forged} WHERE idx = 0"),
         )
         .await;
         // Writes go on, extending the writer's own tree...

@@ -43,6 +43,27 @@ macro_rules! both {
     };
 }
 
+/// `n` clients created by `staff` through `ledger` all at once, so that they commit in a
+/// few batches: a log long enough to have stored tree nodes in a second or so.
+pub async fn clients_at_once(ledger: &Ledger, staff: i64, n: usize) {
+    let writes: Vec<_> = (0..n)
+        .map(|i| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                let fields = fields(json!({"last_name": format!("Batch{i}")}));
+                let create = Command::Create {
+                    kind: RecordKind::Client,
+                    fields,
+                };
+                ledger.submit(Context::user(staff), create).await.unwrap()
+            })
+        })
+        .collect();
+    for write in writes {
+        write.await.unwrap();
+    }
+}
+
 pub fn fields(v: Value) -> Fields {
     v.as_object().cloned().expect("an object")
 }

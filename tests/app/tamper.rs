@@ -9,7 +9,7 @@ use keeptrack::{
 };
 
 use crate::both;
-use crate::helpers::{TestApp, drop_guards, exec, verify_now};
+use crate::helpers::{TestApp, clients_at_once, drop_guards, exec, verify_now};
 
 async fn entry_bytes(db: &Db, idx: i64) -> Vec<u8> {
     keeptrack::store::audit_log::rows(db, idx, idx + 1, 1)
@@ -269,28 +269,33 @@ both!(a_bent_record_link_or_a_stale_head_is_found, |app| {
     );
 });
 
+/// A log long enough to have a stored tree node (the first completes at leaf
+/// 2^`LOWEST_STORED` − 1), its guards removed.
+async fn long_log(app: &TestApp) {
+    let stored = 1 << keeptrack::store::audit_log::LOWEST_STORED;
+    clients_at_once(&app.ledger, app.staff, stored).await;
+    drop_guards(&app.db).await;
+}
+
 both!(a_deleted_or_forged_tree_node_is_found_at_its_entry, |app| {
-    let [_, middle, _] = studio(&app).await;
-    // Node 1/k covers leaves 2k and 2k+1, and is checked when the second is recomputed.
-    let k = middle / 2;
+    long_log(&app).await;
+    let level = keeptrack::store::audit_log::LOWEST_STORED;
+    let leaf = (1i64 << level) - 1;
     exec(
         &app.db,
-        &format!(
-            "DELETE FROM audit_tree WHERE level = 1 AND leaf = {}",
-            2 * k + 1
-        ),
+        &format!("DELETE FROM audit_tree WHERE level = {level} AND leaf = {leaf}"),
     )
     .await;
     let report = verify_now(&app.db).await;
     assert_eq!(
         first(&report),
-        Some((Damage::Missing, Some(2 * k + 1))),
+        Some((Damage::Missing, Some(leaf))),
         "{report:?}"
     );
     assert!(
         report.findings[0]
             .detail
-            .contains(&format!("tree node 1/{k} is missing"))
+            .contains(&format!("tree node {level}/0 is missing"))
     );
 
     let forged = match app.db {
@@ -299,19 +304,56 @@ both!(a_deleted_or_forged_tree_node_is_found_at_its_entry, |app| {
     };
     exec(
         &app.db,
-        &format!(
-            "INSERT INTO audit_tree (leaf, level, hash) VALUES ({}, 1, {forged})",
-            2 * k + 1
-        ),
+        &format!("INSERT INTO audit_tree (leaf, level, hash) VALUES ({leaf}, {level}, {forged})"),
     )
     .await;
     let report = verify_now(&app.db).await;
     assert_eq!(
         first(&report),
-        Some((Damage::Rewritten, Some(2 * k + 1))),
+        Some((Damage::Rewritten, Some(leaf))),
         "{report:?}"
     );
 });
+
+both!(
+    a_node_under_the_stored_levels_is_computed_and_checked,
+    |app| {
+        let [_, middle, _] = studio(&app).await;
+        // No node under `LOWEST_STORED` is stored: the tree's lower levels come from the
+        // leaf hashes, so a proof built from them fails as soon as one of those changes.
+        let stored = keeptrack::store::audit_log::nodes_in_range(&app.db, 0, u64::MAX).await;
+        assert_eq!(stored.unwrap(), vec![]);
+        let forged = match app.db {
+            Db::Sqlite(_, _) => format!("X'{}'", "ab".repeat(32)),
+            Db::Postgres(_) => format!("'\\x{}'::bytea", "ab".repeat(32)),
+        };
+        let k = middle / 2;
+        let ids = [(1u8, k as u64)];
+        let before = keeptrack::store::audit_log::nodes(&app.db, &ids)
+            .await
+            .unwrap();
+        assert_eq!(
+            before.len(),
+            1,
+            "node 1/{k} is computed from its two leaves"
+        );
+        exec(
+            &app.db,
+            &format!(
+                "UPDATE audit_log SET leaf_hash = {forged} WHERE idx = {}",
+                2 * k
+            ),
+        )
+        .await;
+        let after = keeptrack::store::audit_log::nodes(&app.db, &ids)
+            .await
+            .unwrap();
+        assert_ne!(after, before);
+        // And verify finds the leaf hash that no longer matches its entry's bytes.
+        let report = verify_now(&app.db).await;
+        assert_eq!(first(&report).map(|f| f.1), Some(Some(2 * k)), "{report:?}");
+    }
+);
 
 both!(a_tree_row_under_a_key_no_node_has_stops_verify, |app| {
     let [_, middle, _] = studio(&app).await;
