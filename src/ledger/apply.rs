@@ -99,7 +99,7 @@ impl State {
         };
         let stored = audit_log::nodes_for_write(tx, &ids).await?;
         let rebuilt = stored.len() != ids.len();
-        if rebuilt && !audit_log::tree_is_empty(tx).await? {
+        if rebuilt && audit_log::head_has_root(tx).await? {
             // Entries the tree does not cover were not appended by a ledger: fail closed
             // rather than sign them into the tree.
             return Err(Error::Tampered(format!(

@@ -619,7 +619,7 @@ pub async fn nodes_for_write(tx: &mut WriteTx, ids: &[(u8, u64)]) -> Result<Vec<
 
 /// The nodes appends completed that are stored: those from [`LOWEST_STORED`] up (a leaf
 /// is its entry's own `leaf_hash`, and the levels between are computed from the leaves).
-pub fn upper(nodes: &[Node]) -> Vec<Node> {
+fn upper(nodes: &[Node]) -> Vec<Node> {
     nodes
         .iter()
         .filter(|(level, ..)| *level >= LOWEST_STORED)
@@ -908,12 +908,15 @@ pub async fn size_and_count_from(db: &Db, from_idx: i64) -> Result<(i64, i64)> {
     on_conn!(conn.conn(), c => Ok(sqlx::query_as(sql).bind(from_idx).fetch_one(&mut *c).await?))
 }
 
-/// Whether the log has no tree nodes at all (a log older than its tree).
-pub async fn tree_is_empty(tx: &mut WriteTx) -> Result<bool> {
-    let n: i64 = statement("SELECT COUNT(*) FROM audit_tree")
+/// Whether the head has a root. Every ledger since the tree moves the root with the
+/// size, so a log with entries and no root predates its tree; a log with a root whose
+/// tree lacks a node was appended to by something other than a ledger. (The lower
+/// levels are not stored, so an empty tree no longer tells the two apart.)
+pub async fn head_has_root(tx: &mut WriteTx) -> Result<bool> {
+    let n: i64 = statement("SELECT COUNT(*) FROM log_head WHERE id = 1 AND root IS NOT NULL")
         .scalar(tx.run())
         .await?;
-    Ok(n == 0)
+    Ok(n > 0)
 }
 
 /// One archive run as recorded beside the log.

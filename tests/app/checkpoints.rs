@@ -414,6 +414,77 @@ both!(
     }
 );
 
+both!(an_entry_forged_to_end_a_block_stops_the_writer, |app| {
+    let (ledger, _signer, _note) = signed(&app).await;
+    let block = 1i64 << store::audit_log::LOWEST_STORED;
+    let size = app.log_size().await;
+    clients_at_once(&ledger, app.staff, (block - 1 - size) as usize).await;
+    drop_guards(&app.db).await;
+    // A well-formed entry at its own index under its own leaf hash: only the tree node
+    // its append would have stored is missing.
+    let last = block - 1;
+    let bytes = store::audit_log::rows(&app.db, 1, 2, 1).await.unwrap()[0]
+        .bytes
+        .clone();
+    let text = String::from_utf8(bytes)
+        .unwrap()
+        .replacen("\"i\":1,", &format!("\"i\":{last},"), 1);
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let lit = |b: &[u8]| match &app.db {
+        Db::Sqlite(_, _) => format!("X'{}'", hex(b)),
+        Db::Postgres(_) => format!("'\\x{}'::bytea", hex(b)),
+    };
+    exec(&app.db, &format!(
+        "INSERT INTO audit_log (idx, ts, category, action, actor_kind, actor_id, record_type, record_id, entry, leaf_hash) \
+         SELECT {last}, ts, category, action, actor_kind, actor_id, record_type, record_id, {}, {} FROM audit_log WHERE idx = 1",
+        lit(text.as_bytes()),
+        lit(&leaf_hash(text.as_bytes()))
+    ))
+    .await;
+    exec(
+        &app.db,
+        &format!("UPDATE log_head SET size = {block} WHERE id = 1"),
+    )
+    .await;
+    let err = ledger
+        .submit(Context::system(), Command::Checkpoint)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not cover them all"), "{err}");
+    assert_eq!(
+        app.log_size().await,
+        block,
+        "the writer fails closed and writes nothing"
+    );
+});
+
+both!(a_log_that_predates_its_tree_gets_it_built, |app| {
+    // Written before the tree: entries and a head with a size, no root, no nodes.
+    let block = 1usize << store::audit_log::LOWEST_STORED;
+    clients_at_once(&app.ledger, app.staff, block + 10).await;
+    drop_guards(&app.db).await;
+    exec(&app.db, "DELETE FROM audit_tree").await;
+    exec(&app.db, "UPDATE log_head SET root = NULL WHERE id = 1").await;
+    let ledger = Ledger::start(app.db.clone()).await.unwrap();
+    let out = ledger
+        .submit(
+            Context::user(app.staff),
+            Command::Create {
+                kind: keeptrack::domain::record::RecordKind::Client,
+                fields: crate::helpers::fields(serde_json::json!({"last_name": "After"})),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(out.audit_index.is_some());
+    let stored = store::audit_log::nodes_in_range(&app.db, 0, u64::MAX)
+        .await
+        .unwrap();
+    assert!(!stored.is_empty(), "the tree's stored levels are built");
+    let report = verify_now(&app.db).await;
+    assert!(report.findings.is_empty(), "{report:?}");
+});
+
 both!(entries_forged_past_the_tree_stop_the_writer, |app| {
     let (ledger, _signer, _note) = signed(&app).await;
     drop_guards(&app.db).await;
