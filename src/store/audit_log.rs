@@ -534,13 +534,13 @@ async fn nodes_in(run: Run<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
     }
     let int = |v: u64| SqlValue::Int(Some(i64::try_from(v).unwrap_or(i64::MAX)));
     let mut values = Vec::new();
-    let (mut leaves, mut above, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut leaves, mut above, mut computed) = (Vec::new(), Vec::new(), Vec::new());
     for &(level, idx) in ids {
         if level == 0 {
             values.push(int(idx));
             leaves.push(format!("${}", values.len()));
         } else if level < LOWEST_STORED {
-            spans.extend(span(level, idx));
+            computed.extend(span(level, idx).map(|span| (level, idx, span)));
         } else {
             values.extend([int(completing_leaf(level, idx)), int(u64::from(level))]);
             above.push(format!(
@@ -564,9 +564,10 @@ async fn nodes_in(run: Run<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
     }
     // A range per run of neighbouring spans: the nodes of one proof or one edge of the
     // tree lie under a few hundred leaves.
+    let mut spans: Vec<(u64, u64)> = computed.iter().map(|(.., span)| *span).collect();
     spans.sort_unstable();
     let mut ranges: Vec<(u64, u64)> = Vec::new();
-    for (start, end) in spans.iter().copied() {
+    for (start, end) in spans {
         match ranges.last_mut() {
             Some(last) if start <= last.1 => last.1 = last.1.max(end),
             _ => ranges.push((start, end)),
@@ -595,10 +596,7 @@ async fn nodes_in(run: Run<'_>, ids: &[(u8, u64)]) -> Result<Vec<Node>> {
     found.retain(|(level, idx, _)| *level > 0 || ids.contains(&(0, *idx)));
     found.sort_unstable();
     found.dedup();
-    for &(level, idx) in ids.iter().filter(|(l, _)| (1..LOWEST_STORED).contains(l)) {
-        let Some((start, end)) = span(level, idx) else {
-            continue;
-        };
+    for (level, idx, (start, end)) in computed {
         let under: Option<Vec<[u8; 32]>> = (start..end).map(|i| hashes.get(&i).copied()).collect();
         if let Some(under) = under {
             found.push((level, idx, merkle::root(&under)));
